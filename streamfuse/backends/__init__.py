@@ -1,0 +1,74 @@
+"""``load_fuser``: one way to run any registered model on any backend.
+
+Backends share one ONNX graph per model (inputs ``ir``, ``vis``; output ``fused``), except the
+torch backend, which runs the trained module itself.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+
+from streamfuse import StreamfuseError
+from streamfuse.backends.base import Fuser
+from streamfuse.models.registry import did_you_mean, get_model
+
+log = logging.getLogger("streamfuse")
+
+# name -> "module:class"; imported only when chosen, so no backend's library is needed up front.
+BACKENDS = {
+    "onnxruntime": "streamfuse.backends.onnxruntime:OnnxRuntimeFuser",
+    "openvino": "streamfuse.backends.openvino:OpenVinoFuser",
+    "torch": "streamfuse.backends.pytorch:TorchFuser",
+    "tensorrt": "streamfuse.backends.tensorrt:TensorRTFuser",
+}
+# Python package each backend needs, to tell availability without importing it.
+BACKEND_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch", "tensorrt": "tensorrt"}
+# CPU order for backend="auto", fastest first, from `run.py bench` on a 2-vCPU x86 VM (see
+# docs/benchmarks.md): ONNX Runtime and OpenVINO are close; ORT is always installed.
+CPU_PREFERENCE = ("onnxruntime", "openvino", "torch")
+CUDA_PREFERENCE = ("tensorrt", "onnxruntime", "torch")
+DEFAULT_THREADS = 1  # on the 2-vCPU VMs, 1 intra-op thread was as fast as 2 (docs/benchmarks.md)
+
+
+def available_backends() -> list[str]:
+    return [name for name, pkg in BACKEND_PACKAGES.items() if importlib.util.find_spec(pkg) is not None]
+
+
+def cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_fuser(model: str = "res2netfuse", backend: str = "auto", device: str = "auto", precision: str = "fp32",
+               variant: str | None = None, threads: int | None = DEFAULT_THREADS, **kwargs) -> Fuser:
+    """Return a ``Fuser`` for ``model`` on ``backend`` ("auto", "onnxruntime", "openvino", "torch", "tensorrt").
+
+    ``device`` is "cpu", "cuda" or "auto" (CUDA when torch sees a GPU). ``variant`` selects a model
+    variant (e.g. the Res2NetFuse fusion strategy "l1" or "mean"). ``threads`` sets intra-op
+    threads on CPU backends.
+    """
+    spec = get_model(model)
+    variant = spec.check_variant(variant)
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise StreamfuseError(f"unknown device '{device}'; expected cpu, cuda or auto")
+    if backend == "auto":
+        have = available_backends()
+        order = CUDA_PREFERENCE if device == "cuda" else CPU_PREFERENCE
+        backend = next((b for b in order if b in have), None)
+        if backend is None:
+            raise StreamfuseError(f"no backend available for device {device}; install onnxruntime")
+        log.info("backend auto -> %s on %s", backend, device)
+    if backend not in BACKENDS:
+        raise StreamfuseError(f"unknown backend '{backend}'{did_you_mean(backend, BACKENDS)}; known: {', '.join(BACKENDS)}")
+    module_name, _, cls_name = BACKENDS[backend].partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls(spec, variant, device=device, precision=precision, threads=threads, **kwargs)
+
+
+__all__ = ["Fuser", "load_fuser", "available_backends", "BACKENDS"]

@@ -1,0 +1,174 @@
+"""Command line: ``python run.py <command>`` or ``streamfuse <command>``.
+
+Each command is a pair ``add_<name>(parser)`` / ``cmd_<name>(args) -> exit code``, listed in
+COMMANDS. Errors a user can act on (StreamfuseError) print as one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from streamfuse import StreamfuseError
+
+log = logging.getLogger("streamfuse")
+
+EPILOG = """examples:
+  python run.py fuse --ir ir.png --vis vis.png -o fused.png
+  python run.py fuse --ir data/TNO/ir --vis data/TNO/vis -o out/ --model res2netfuse --strategy mean
+  python run.py models
+"""
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="res2netfuse", help="model name (see `models`; default res2netfuse)")
+    p.add_argument("--variant", default=None, help="model variant (e.g. res2netfuse: l1 | mean)")
+    p.add_argument("--strategy", choices=["l1", "mean"], default=None, help="Res2NetFuse fusion strategy (= --variant)")
+    p.add_argument("--backend", default="auto", help="auto | onnxruntime | openvino | torch | tensorrt")
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    p.add_argument("--precision", default="fp32", help="fp32 | fp16")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for CPU backends (default 1)")
+
+
+def fuser_from_args(args):
+    from streamfuse.backends import DEFAULT_THREADS, load_fuser
+
+    return load_fuser(args.model, backend=args.backend, device=args.device, precision=args.precision,
+                      variant=args.variant or args.strategy, threads=args.threads or DEFAULT_THREADS)
+
+
+# ---------------------------------------------------------------- fuse
+def add_fuse(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ir", required=True, help="IR image, or a folder of IR images")
+    p.add_argument("--vis", required=True, help="visible image, or a folder paired with --ir by file stem")
+    p.add_argument("-o", "--output", required=True, help="output image (single pair) or folder")
+    p.add_argument("--agc", default="1,99", help="percentiles for 16-bit IR auto gain (default 1,99)")
+    add_model_args(p)
+
+
+def cmd_fuse(args) -> int:
+    from tqdm import tqdm
+
+    from streamfuse.fusion import fuse_files
+    from streamfuse.io.images import IMAGE_EXTS, pair_folders
+
+    agc = parse_agc(args.agc)
+    ir, vis, out = Path(args.ir), Path(args.vis), Path(args.output)
+    if ir.is_dir() != vis.is_dir():
+        raise StreamfuseError(f"--ir {ir} and --vis {vis} must both be files or both be folders")
+    if ir.is_dir():
+        pairs, only_ir, only_vis = pair_folders(ir, vis)
+        for side, stems in (("IR", only_ir), ("visible", only_vis)):
+            if stems:
+                log.warning("%d %s file(s) without a partner, skipped: %s", len(stems), side, ", ".join(stems))
+        if not pairs:
+            raise StreamfuseError(f"no file stems in common between {ir} and {vis}")
+        if out.suffix.lower() in IMAGE_EXTS:
+            raise StreamfuseError(f"-o {out}: folder mode writes a folder, not an image file")
+        jobs = [(i, v, out / f"{stem}.png") for stem, i, v in pairs]
+    else:
+        if out.suffix.lower() not in IMAGE_EXTS:
+            out = out / f"{ir.stem}.png"
+        jobs = [(ir, vis, out)]
+    fuser = fuser_from_args(args)
+    t0 = time.perf_counter()
+    failed = []
+    bar = tqdm(jobs, unit="pair", disable=len(jobs) < 2, file=sys.stderr)
+    for i, v, o in bar:
+        try:
+            fuse_files(fuser, i, v, o, agc=agc)
+        except StreamfuseError as exc:
+            if len(jobs) == 1:
+                raise
+            failed.append(str(exc))
+            log.error("%s", exc)
+    dt = time.perf_counter() - t0
+    done = len(jobs) - len(failed)
+    print(f"fused {done} pair(s) with {fuser.spec.name}/{fuser.variant} on {fuser.backend} ({fuser.device}) "
+          f"in {dt:.2f} s, {1000 * dt / max(done, 1):.1f} ms per pair -> {out}")
+    if failed:
+        print(f"{len(failed)} pair(s) failed (see above)", file=sys.stderr)
+    return 0 if done else 2
+
+
+def parse_agc(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise StreamfuseError(f"--agc '{text}': expected two percentiles 'low,high', e.g. 1,99") from None
+    if not 0 <= lo < hi <= 100:
+        raise StreamfuseError(f"--agc '{text}': expected 0 <= low < high <= 100")
+    return lo, hi
+
+
+# ---------------------------------------------------------------- models
+def add_models(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def cmd_models(args) -> int:
+    from streamfuse.backends import available_backends
+    from streamfuse.models import list_models
+
+    print(f"{'model':14s} {'variants':18s} {'IR scale':8s} {'weights':10s} paper")
+    for spec in list_models():
+        weights = "shipped" if spec.weights_path().exists() else ("-" if not spec.trained else "missing")
+        if not spec.trained:
+            weights = "baseline" if spec.onnx_path().exists() or True else weights
+        print(f"{spec.name:14s} {'|'.join(spec.variants):18s} 1/{spec.ir_scale:<6d} {weights:10s} {spec.paper}")
+    print(f"backends available here: {', '.join(available_backends())}")
+    return 0
+
+
+# ---------------------------------------------------------------- export
+def add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="res2netfuse")
+    p.add_argument("--variant", default=None, help="one variant (default: all variants of the model)")
+    p.add_argument("-o", "--output", default=None, help="output .onnx (default engines/<model>[-variant].onnx)")
+
+
+def cmd_export(args) -> int:
+    from streamfuse.export.onnx import export_onnx
+    from streamfuse.models import get_model
+
+    spec = get_model(args.model)
+    variants = [args.variant] if args.variant else list(spec.variants)
+    for v in variants:
+        print(export_onnx(spec.name, v, out=args.output if args.variant else None))
+    return 0
+
+
+COMMANDS = {
+    "fuse": (add_fuse, cmd_fuse, "fuse IR/visible image pairs (files or folders paired by stem)"),
+    "models": (add_models, cmd_models, "list the registered models and their weights"),
+    "export": (add_export, cmd_export, "export a model to ONNX (needs torch)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamfuse", description="Infrared + visible image and video fusion.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    for name, (add, _, help_text) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command][1](args)
+    except StreamfuseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

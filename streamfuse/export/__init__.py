@@ -1,0 +1,1 @@
+"""Export: ONNX graphs with fixed IO names, TensorRT engines and their cache."""

@@ -1,0 +1,63 @@
+"""Reading and writing still images with clear errors, and pairing IR/visible folders by stem."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamfuse import StreamfuseError
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+def read_image(path, what: str = "image") -> np.ndarray:
+    """Read an image unchanged in depth (uint8 or uint16; gray or BGR)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StreamfuseError(f"{path}: {what} file not found")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise StreamfuseError(f"{path}: cannot decode as an {what} (expected a PNG/JPEG/BMP/TIFF image)")
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    return img
+
+
+def write_image(path, img: np.ndarray) -> Path:
+    """Write atomically (temp file + rename), so an interrupted run leaves no half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = path.suffix.lower() or ".png"
+    ok, buf = cv2.imencode(ext, img)
+    if not ok:
+        raise StreamfuseError(f"{path}: cannot encode an image with extension '{ext}'")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=ext)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def list_images(folder) -> dict[str, Path]:
+    """stem -> path for the image files directly in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StreamfuseError(f"{folder}: not a folder")
+    files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS and p.is_file()}
+    if not files:
+        raise StreamfuseError(f"{folder}: no image files (expected {', '.join(sorted(IMAGE_EXTS))})")
+    return files
+
+
+def pair_folders(ir_dir, vis_dir) -> tuple[list[tuple[str, Path, Path]], list[str], list[str]]:
+    """Pair files of two folders by stem -> (pairs, stems only in IR, stems only in visible)."""
+    ir, vis = list_images(ir_dir), list_images(vis_dir)
+    pairs = [(s, ir[s], vis[s]) for s in sorted(ir) if s in vis]
+    return pairs, sorted(set(ir) - set(vis)), sorted(set(vis) - set(ir))
