@@ -1,0 +1,1 @@
+"""Training: ``python -m train <model or config.yaml>``; configs in train/configs/."""
