@@ -31,7 +31,7 @@ def test_ir_8bit_scaled():
 
 
 def test_ir_16bit_percentile_agc():
-    ir = np.linspace(1000, 2000, 10001).astype(np.uint16).reshape(101, 99)
+    ir = np.linspace(1000, 2000, 9999).astype(np.uint16).reshape(101, 99)
     out = normalize_ir(ir, agc=(1, 99))
     assert out.dtype == np.float32
     # the 1st percentile maps to 0 and the 99th to 1; values outside are clipped
