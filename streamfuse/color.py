@@ -64,7 +64,7 @@ def normalize_ir(ir: np.ndarray, agc: tuple[float, float] = DEFAULT_AGC) -> np.n
     if ir.dtype == np.uint8:
         return ir.astype(np.float32) / 255.0
     if ir.dtype == np.uint16:
-        lo, hi = np.percentile(ir, agc)
+        lo, hi = (np.float32(v) for v in np.percentile(ir, agc))
         if hi <= lo:  # flat frame: nothing to stretch
             return np.zeros(ir.shape, np.float32)
         return np.clip((ir.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
