@@ -34,7 +34,7 @@ class Fuser:
 
     @property
     def ir_scale(self) -> int:
-        return self.spec.ir_scale
+        return self.spec.ir_scale_for(self.variant)
 
     def ir_shape(self, vis_shape: tuple[int, int]) -> tuple[int, int]:
         """(h, w) the IR frame should have next to a visible frame of ``vis_shape`` (h, w)."""

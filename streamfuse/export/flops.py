@@ -37,7 +37,8 @@ def ir_hw_for(onnx_path: str | Path, vis_hw: tuple[int, int]) -> tuple[int, int]
     _load_builtin()
     stem = Path(onnx_path).stem
     spec = _REGISTRY.get(stem) or _REGISTRY.get(stem.rsplit("-", 1)[0])
-    scale = spec.ir_scale if spec else 1
+    variant = stem.rsplit("-", 1)[1] if spec and stem != spec.name else None
+    scale = spec.ir_scale_for(variant if variant in spec.variants else None) if spec else 1
     return -(-vis_hw[0] // scale), -(-vis_hw[1] // scale)
 
 

@@ -25,7 +25,7 @@ def export_onnx(model: str, variant: str | None = None, out: str | Path | None =
     out = Path(out) if out else spec.onnx_path(variant)
     module = (module or spec.build(variant)).eval().float()
     h, w = sample_hw
-    s = spec.ir_scale
+    s = spec.ir_scale_for(variant)
     ir = torch.rand(1, 1, h // s, w // s)
     vis = torch.rand(1, 1, h, w)
     out.parent.mkdir(parents=True, exist_ok=True)

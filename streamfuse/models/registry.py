@@ -51,6 +51,10 @@ class ModelSpec:
             )
         return variant
 
+    def ir_scale_for(self, variant: str | None = None) -> int:
+        """IR down-scale of ``variant``: ``extra["ir_scale"][variant]`` when a variant differs, else ``ir_scale``."""
+        return self.extra.get("ir_scale", {}).get(self.check_variant(variant), self.ir_scale)
+
     def weights_path(self) -> Path:
         return engines_dir() / f"{self.name}.pt"
 
