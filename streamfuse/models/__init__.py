@@ -10,6 +10,21 @@ register_model(ModelSpec(
 ))
 
 register_model(ModelSpec(
+    name="tlgan",
+    paper="Chen, Han, Tian, Infrared and visible image fusion using two-layer generative adversarial network (JIFS 2021)",
+    builder="streamfuse.models.tlgan:build",
+    summary="two-layer GAN: three 5-layer CNN generators; inference G3(G1(ir, vis), vis)",
+))
+
+register_model(ModelSpec(
+    name="ddpatchgan",
+    paper="DDPatchGAN: dual PatchGAN discriminators with IR weight maps, U-Net generator",
+    builder="streamfuse.models.ddpatchgan:build",
+    summary="U-Net generator trained against IR/visible PatchGAN discriminators (LSGAN, IR-weighted)",
+    pad_multiple=8,  # 2**DEPTH of the U-Net (streamfuse/models/ddpatchgan.py)
+))
+
+register_model(ModelSpec(
     name="ddcgan",
     paper="Xu, Ma et al., Learning a generative model for fusing infrared and visible images via conditional GAN with dual discriminators (IJCAI 2019)",
     builder="streamfuse.models.ddcgan:build",

@@ -1,0 +1,192 @@
+"""TLGAN training: three generator/discriminator pairs in two layers (see streamfuse/models/tlgan.py).
+
+Per step, on a batch of aligned IR/visible patches (all images mapped to [-1, 1]):
+- Layer 1: f1 = G1(ir, vis), judged by D1 against the visible image;
+           f2 = G2(vis, ir), judged by D2 against the IR.
+- Layer 2: f3 = G3(f1, vis), judged by D3 against f2. Layer-1 outputs enter layer 2 detached: layer 2
+  treats them as data, so each generator is optimised by its own loss only.
+
+Losses (FusionGAN's form, which TLGAN builds on; least squares with soft labels):
+- D_k: mean((D(real) - b)^2) + mean((D(fake) - a)^2), with a ~ U(0, 0.3) (fake) and b ~ U(0.7, 1.2)
+  (real) drawn per sample each step: the paper's soft labels.
+- G_k: mean((D(fake) - c)^2), c ~ U(0.7, 1.2), plus zeta * content, zeta = 100, where content is
+  ||f - anchor||_F^2 / HW + lam * ||grad f - grad other||_F^2 / HW, lam = 2, grad the Laplacian:
+  G1: anchor ir, other vis;  G2: anchor vis, other ir;  G3: anchor f1, other f2.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from streamfuse.export.onnx import export_onnx
+from streamfuse.models.tlgan import TLGAN, Generator
+from train.common import REPO, LossLog, load_checkpoint, save_checkpoint, seed_everything, write_record
+from train.datasets import PairDataset
+from train.losses import gradient
+
+REAL = (0.7, 1.2)
+FAKE = (0.0, 0.3)
+
+
+class Discriminator(nn.Module):
+    """Four stride-2 3x3 conv + BN + LeakyReLU (no BN on the first, as in FusionGAN), then a linear layer."""
+
+    def __init__(self, patch: int, widths: tuple[int, ...] = (32, 64, 128, 256)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 1
+        for i, cout in enumerate(widths):
+            layers.append(nn.Conv2d(cin, cout, 3, stride=2, padding=1))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(cout))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        side = patch
+        for _ in widths:
+            side = (side + 1) // 2
+        self.linear = nn.Linear(cin * side * side, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(x).flatten(1))
+
+
+def soft_labels(n: int, bounds: tuple[float, float], gen: torch.Generator, device) -> torch.Tensor:
+    lo, hi = bounds
+    return (lo + (hi - lo) * torch.rand(n, 1, generator=gen)).to(device)
+
+
+def content_loss(f: torch.Tensor, anchor: torch.Tensor, other: torch.Tensor, lam: float) -> torch.Tensor:
+    return F.mse_loss(f, anchor) + lam * F.mse_loss(gradient(f), gradient(other))
+
+
+class TLGANTrainer:
+    """Networks, optimisers and one training step; kept apart from the loop so tests can step it."""
+
+    def __init__(self, cfg: dict, device: str = "cpu"):
+        patch = int(cfg["patch"])
+        self.device = device
+        self.zeta, self.lam = float(cfg["zeta"]), float(cfg["lam"])
+        self.model = TLGAN().to(device)  # G1 and G3: what ships
+        self.g2 = Generator().to(device)
+        self.d = nn.ModuleList(Discriminator(patch) for _ in range(3)).to(device)
+        betas = (float(cfg.get("beta1", 0.5)), 0.999)
+        gens = [*self.model.parameters(), *self.g2.parameters()]
+        self.opt_g = torch.optim.Adam(gens, lr=float(cfg["lr_g"]), betas=betas)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=float(cfg["lr_d"]), betas=betas)
+        self.d_steps = int(cfg.get("d_steps", 1))
+
+    def modules(self) -> dict:
+        return {"model": self.model, "g2": self.g2, "d": self.d}
+
+    def optimizers(self) -> dict:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    def generate(self, ir: torch.Tensor, vis: torch.Tensor):
+        f1 = self.model.g1(ir, vis)
+        f2 = self.g2(vis, ir)
+        f3 = self.model.g3(f1.detach(), vis)
+        return f1, f2, f3
+
+    def losses_g(self, ir, vis, f1, f2, f3, gen: torch.Generator) -> dict:
+        n = ir.shape[0]
+        out = {}
+        f2d = f2.detach()
+        for k, (f, anchor, other) in enumerate(((f1, ir, vis), (f2, vis, ir), (f3, f1.detach(), f2d)), start=1):
+            adv = F.mse_loss(self.d[k - 1](f), soft_labels(n, REAL, gen, self.device))
+            out[f"g{k}_adv"] = adv
+            out[f"g{k}_content"] = content_loss(f, anchor, other, self.lam)
+        out["g"] = sum(out[f"g{k}_adv"] + self.zeta * out[f"g{k}_content"] for k in (1, 2, 3))
+        return out
+
+    def losses_d(self, ir, vis, f1, f2, f3, gen: torch.Generator) -> dict:
+        n = ir.shape[0]
+        out = {}
+        for k, (real, fake) in enumerate(((vis, f1), (ir, f2), (f2, f3)), start=1):
+            d = self.d[k - 1]
+            out[f"d{k}"] = (F.mse_loss(d(real.detach()), soft_labels(n, REAL, gen, self.device))
+                            + F.mse_loss(d(fake.detach()), soft_labels(n, FAKE, gen, self.device)))
+        out["d"] = out["d1"] + out["d2"] + out["d3"]
+        return out
+
+    def step(self, ir: torch.Tensor, vis: torch.Tensor, gen: torch.Generator) -> dict:
+        """One D update (d_steps times) and one G update on a batch in [0, 1]; returns the losses."""
+        ir, vis = ir.to(self.device) * 2 - 1, vis.to(self.device) * 2 - 1
+        self.model.train()
+        self.g2.train()
+        for _ in range(self.d_steps):
+            with torch.no_grad():
+                f1, f2, f3 = self.generate(ir, vis)
+            ld = self.losses_d(ir, vis, f1, f2, f3, gen)
+            self.opt_d.zero_grad(set_to_none=True)
+            ld["d"].backward()
+            self.opt_d.step()
+        f1, f2, f3 = self.generate(ir, vis)
+        lg = self.losses_g(ir, vis, f1, f2, f3, gen)
+        self.opt_g.zero_grad(set_to_none=True)
+        lg["g"].backward()
+        self.opt_g.step()
+        return {k: v.item() for k, v in {**lg, **ld}.items()}
+
+
+LOGGED = ["g", "g1_content", "g2_content", "g3_content", "g1_adv", "g2_adv", "g3_adv", "d", "d1", "d2", "d3"]
+
+
+def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = False) -> None:
+    torch.set_num_threads(int(cfg.get("threads", 1)))
+    gen = seed_everything(int(cfg["seed"]))
+    data = PairDataset(cfg["data_root"], datasets=cfg.get("datasets"))
+    rng = np.random.default_rng(int(cfg["seed"]))
+    trainer = TLGANTrainer(cfg, device)
+    ckpt = run_dir / "checkpoint.pt"
+    start, seconds_before = 0, 0.0
+    if resume and ckpt.exists():
+        start = load_checkpoint(ckpt, trainer.modules(), trainer.optimizers())
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        rng = state["data_rng"]
+        gen.set_state(state["label_rng"])
+        seconds_before = float(state.get("seconds", 0.0))
+    log = LossLog(run_dir / "losses.csv", LOGGED)
+    steps, batch, patch = int(cfg["steps"]), int(cfg["batch_size"]), int(cfg["patch"])
+    limit = float(cfg.get("time_limit_minutes") or 0) * 60
+    t0 = time.time() - seconds_before
+    recent: list[dict] = []
+    done = start
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="tlgan", unit="step")
+    for step in bar:
+        ir, vis = data.sample_batch(batch, patch, rng)
+        losses = trainer.step(ir, vis, gen)
+        recent = (recent + [losses])[-int(cfg["log_every"]):]
+        done = step + 1
+        out_of_time = limit and time.time() - t0 > limit
+        if done % int(cfg["log_every"]) == 0 or done == steps or out_of_time:
+            log.write(done, {k: np.mean([r[k] for r in recent]) for k in LOGGED})
+            bar.set_postfix(g=f"{losses['g']:.3f}", d=f"{losses['d']:.3f}")
+        if done % int(cfg["checkpoint_every"]) == 0 or done == steps or out_of_time:
+            save_checkpoint(ckpt, done, trainer.modules(), trainer.optimizers(),
+                            {"data_rng": rng, "label_rng": gen.get_state(), "seconds": time.time() - t0})
+        if out_of_time:
+            print(f"tlgan: time limit of {cfg['time_limit_minutes']} min reached after {done} steps")
+            break
+    log.close()
+    seconds = time.time() - t0
+    final = {k: round(float(np.mean([r[k] for r in recent])), 5) for k in LOGGED} if recent else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = trainer.model.cpu().eval()
+    torch.save(model.state_dict(), out_dir / "tlgan.pt")
+    onnx = export_onnx("tlgan", out=out_dir / "tlgan.onnx", module=model)
+    write_record("tlgan", cfg, out_dir, {
+        "data": {"root": cfg["data_root"], "pairs": len(data), "datasets": sorted({n.split('/')[0] for n in data.names()})},
+        "steps": done, "steps_planned": steps, "batch_size": batch, "patch": [patch, patch], "resumed_from": start,
+        "device": device, "train_seconds": round(seconds, 1),
+        "final_losses_mean_last_log_window": final,
+        "loss_log": str((run_dir / "losses.csv").relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
+        "onnx": [onnx.name],
+    })
+    print(f"tlgan: {done} steps in {seconds:.0f} s -> {out_dir}")
