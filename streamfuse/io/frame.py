@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamfuse import StreamfuseError
+
 
 @dataclass
 class Frame:
@@ -24,5 +26,8 @@ class EndOfStream(Exception):
     """The source has no more frames (file ended, sequence exhausted)."""
 
 
-class SourceError(Exception):
-    """The source failed (cannot open, connection lost and not recovered, decode error)."""
+class SourceError(StreamfuseError):
+    """The source failed (cannot open, connection lost and not recovered, decode error).
+
+    A StreamfuseError, so the CLI prints it as one line naming the source.
+    """

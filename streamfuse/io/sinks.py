@@ -1,0 +1,353 @@
+"""Frame sinks behind one factory: ``open_sink(uri, **options) -> Sink``.
+
+Every sink: ``write(image, pts_ns)`` (image HxWx3 BGR uint8 or HxW gray; uint16 is shifted to 8 bits),
+``close()`` (idempotent; finalises the output), context manager, ``frames_written``.
+``check_writable(uri)`` raises StreamfuseError when the output cannot be written, before any work.
+
+Video files (out.mp4 / .mkv / .mov): H.264 (libx264), yuv420p, options ``preset`` (default "veryfast"),
+``crf`` (default 20), ``bitrate`` (e.g. "2M"; replaces crf), ``fps`` (nominal rate for the encoder's rate
+control, default 30). Output timestamps follow the frames' pts_ns (time base 1/90000, the first frame at
+0), so the file's duration is right at any input rate. The encoder is flushed and the container closed
+on close(), also when leaving a ``with`` block through an exception, so the file stays playable.
+Odd widths/heights are cropped by one pixel (yuv420p needs even sizes).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from streamfuse import StreamfuseError
+from streamfuse.io.images import write_image
+from streamfuse.io.uri import check_options, parse_sink
+
+TIME_BASE = Fraction(1, 90_000)  # the usual video time base: 30, 25 and 29.97 fps periods are whole ticks
+NS = 1_000_000_000
+
+
+def open_sink(uri: str, **options) -> "Sink":
+    """Open an output: video file, image folder, window, RTSP publish or null (see streamfuse/io/uri.py)."""
+    parsed = parse_sink(uri)
+    options = {**parsed.params, **options}
+    cls = {"video": VideoFileSink, "images": ImageFolderSink, "display": DisplaySink,
+           "rtsp": RtspSink, "null": NullSink}[parsed.kind]
+    check_options(str(uri), options, cls.OPTIONS)
+    check_writable(uri)
+    return cls(parsed.target, uri=str(uri), **options)
+
+
+def check_writable(uri: str) -> None:
+    """Fail early, naming the path, when an output cannot be written (run this before any decoding)."""
+    parsed = parse_sink(uri)
+    if parsed.kind == "video":
+        path = Path(parsed.target)
+        if path.is_dir():
+            raise StreamfuseError(f"{uri}: is a folder, expected a video file path")
+        _probe_folder(path.parent if str(path.parent) else Path("."), uri)
+    elif parsed.kind == "images":
+        folder = Path(parsed.target)
+        if folder.exists() and not folder.is_dir():
+            raise StreamfuseError(f"{uri}: exists and is not a folder")
+        _probe_folder(folder, uri)
+    elif parsed.kind == "display":
+        display_unavailable_reason(uri, raise_error=True)
+
+
+def _probe_folder(folder: Path, uri: str) -> None:
+    """Create the folder if needed and write + remove a probe file there (the only sure test)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".streamfuse-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise StreamfuseError(f"{uri}: cannot write to folder '{folder}' ({e.strerror or e})") from None
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """HxW or HxWx3, uint8 or uint16 -> HxWx3 BGR uint8."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise StreamfuseError(f"sink: expected a uint8 or uint16 image, got {image.dtype}")
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+
+
+def mosaic(ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> np.ndarray:
+    """Side by side IR | VIS | fused (BGR uint8), each scaled to the fused frame's height."""
+    height = fused.shape[0]
+    tiles = []
+    for img in (ir, vis, fused):
+        img = to_bgr8(img)
+        if img.shape[0] != height:
+            width = round(img.shape[1] * height / img.shape[0])
+            img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+        tiles.append(img)
+    return np.hstack(tiles)
+
+
+class Sink:
+    OPTIONS: set[str] = set()
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.frames_written = 0
+        self._closed = False
+
+    def write(self, image: np.ndarray, pts_ns: int) -> None:
+        raise NotImplementedError  # abstract: every subclass defines it
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_open(self):
+        if self._closed:
+            raise StreamfuseError(f"{self.uri}: write after close")
+
+
+class _Encoder:
+    """One H.264 stream in a PyAV output container; opened on the first frame (its size fixes the stream's).
+
+    Frames carry pts in 1/90000 ticks from their pts_ns, the first one at 0; a pts that does not move
+    forward is nudged one tick on (the muxer needs strictly increasing timestamps).
+    """
+
+    def __init__(self, target: str, uri: str, fmt: str | None, av_options: dict, codec_options: dict,
+                 fps: float):
+        self.target, self.uri, self.fmt = target, uri, fmt
+        self.av_options, self.codec_options, self.fps = av_options, codec_options, fps
+        self.container = None
+        self.stream = None
+        self._first_ns = None
+        self._last_ticks = -1
+
+    def _open(self, width: int, height: int, bitrate) -> None:
+        try:
+            self.container = av.open(self.target, mode="w", format=self.fmt, options=self.av_options)
+        except (av.FFmpegError, OSError) as e:
+            raise StreamfuseError(f"{self.uri}: cannot open for writing ({getattr(e, 'strerror', None) or e})") from None
+        stream = self.container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = TIME_BASE
+        stream.codec_context.time_base = TIME_BASE
+        if bitrate is not None:
+            stream.bit_rate = _parse_bitrate(bitrate, self.uri)
+        stream.options = self.codec_options
+        self.stream = stream
+
+    def encode(self, image: np.ndarray, pts_ns: int, bitrate=None) -> None:
+        if image.dtype == np.uint16:
+            image = (image >> 8).astype(np.uint8)
+        height, width = image.shape[0] & ~1, image.shape[1] & ~1
+        if self.stream is None:
+            if width == 0 or height == 0:
+                raise StreamfuseError(f"{self.uri}: frame of {image.shape[1]}x{image.shape[0]} is too small")
+            self._open(width, height, bitrate)
+        if (width, height) != (self.stream.width, self.stream.height):
+            raise StreamfuseError(f"{self.uri}: frame is {image.shape[1]}x{image.shape[0]}, the video is "
+                                  f"{self.stream.width}x{self.stream.height}")
+        image = image[:height, :width]
+        frame = _gray_frame(image) if image.ndim == 2 else av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(image), format="bgr24")
+        if self._first_ns is None:
+            self._first_ns = pts_ns
+        ticks = round((pts_ns - self._first_ns) * TIME_BASE.denominator / NS)
+        ticks = max(ticks, self._last_ticks + 1)
+        frame.pts, frame.time_base = ticks, TIME_BASE
+        # the last frame's duration counts in the file's; take the latest interval (nominal fps at first)
+        interval = ticks - self._last_ticks if self._last_ticks >= 0 else round(TIME_BASE.denominator / self.fps)
+        frame.duration = interval
+        self._last_ticks = ticks
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.container is None:
+            return
+        try:
+            if self.stream is not None:
+                for packet in self.stream.encode(None):  # flush the frames x264 still holds
+                    self.container.mux(packet)
+        finally:
+            self.container.close()
+            self.container = None
+
+
+def _gray_frame(gray: np.ndarray) -> av.VideoFrame:
+    """A yuv420p frame with the gray image as luma and neutral chroma (written directly, no swscale),
+    the mirror of how sources read IR from the luma plane."""
+    h, w = gray.shape
+    frame = av.VideoFrame(w, h, "yuv420p")
+    for index, plane in enumerate(frame.planes):
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        if index == 0:
+            rows[:h, :w] = gray
+        else:
+            rows[:] = 128
+    return frame
+
+
+def _parse_bitrate(value, uri: str) -> int:
+    text = str(value).strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    try:
+        bits = float(text[:-1] if scale > 1 else text) * scale
+        if bits <= 0:
+            raise ValueError
+    except ValueError:
+        raise StreamfuseError(f"{uri}: bitrate must be like 4M, 800k or 2000000, got '{value}'") from None
+    return int(bits)
+
+
+class VideoFileSink(Sink):
+    """H.264 MP4/MKV/MOV through PyAV."""
+
+    OPTIONS = {"preset", "crf", "bitrate", "fps"}
+
+    def __init__(self, path: str, uri: str | None = None, preset: str = "veryfast", crf: int = 20,
+                 bitrate=None, fps: float | None = None):
+        super().__init__(uri or str(path))
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        codec_options = {"preset": str(preset)}
+        if bitrate is None:
+            codec_options["crf"] = str(crf)
+        self.bitrate = bitrate
+        if bitrate is not None:
+            _parse_bitrate(bitrate, self.uri)
+        fps = float(fps) if fps else 30.0
+        self._encoder = _Encoder(str(self.path), self.uri, None, {}, codec_options, fps)
+
+    def write(self, image: np.ndarray, pts_ns: int) -> None:
+        self._check_open()
+        self._encoder.encode(image, pts_ns, self.bitrate)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._encoder.close()
+
+
+class RtspSink(Sink):
+    """Publish H.264 to an RTSP server that accepts RECORD (ANNOUNCE), through PyAV's rtsp muxer.
+
+    Options: transport (tcp/udp), preset (default ultrafast), bitrate (default 2M), fps (default 30).
+    x264 runs with tune=zerolatency so every frame leaves at once.
+    """
+
+    OPTIONS = {"transport", "preset", "bitrate", "fps"}
+
+    def __init__(self, url: str, uri: str | None = None, transport: str = "tcp", preset: str = "ultrafast",
+                 bitrate="2M", fps: float | None = None):
+        super().__init__(uri or url)
+        if transport not in ("tcp", "udp"):
+            raise StreamfuseError(f"{self.uri}: transport must be tcp or udp, got '{transport}'")
+        self.bitrate = bitrate
+        _parse_bitrate(bitrate, self.uri)
+        codec_options = {"preset": str(preset), "tune": "zerolatency", "bf": "0"}
+        self._encoder = _Encoder(url, self.uri, "rtsp", {"rtsp_transport": transport}, codec_options,
+                                 float(fps) if fps else 30.0)
+
+    def write(self, image: np.ndarray, pts_ns: int) -> None:
+        self._check_open()
+        try:
+            self._encoder.encode(image, pts_ns, self.bitrate)
+        except (av.FFmpegError, OSError) as e:
+            raise StreamfuseError(f"{self.uri}: publishing failed ({getattr(e, 'strerror', None) or e})") from None
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self._encoder.close()
+            except (av.FFmpegError, OSError):
+                pass  # the server may be gone already; nothing left to save
+
+
+class ImageFolderSink(Sink):
+    """One image per frame: <folder>/<frame index, 6 digits>.<ext> (png by default, or jpg)."""
+
+    OPTIONS = {"ext"}
+
+    def __init__(self, folder: str, uri: str | None = None, ext: str = "png"):
+        super().__init__(uri or str(folder))
+        self.folder = Path(folder)
+        self.ext = str(ext).lower().lstrip(".")
+        if self.ext not in ("png", "jpg", "jpeg", "bmp", "tif", "tiff"):
+            raise StreamfuseError(f"{self.uri}: ext must be png, jpg, bmp or tif, got '{ext}'")
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, image: np.ndarray, pts_ns: int) -> None:
+        self._check_open()
+        write_image(self.folder / f"{self.frames_written:06d}.{self.ext}", image)
+        self.frames_written += 1
+
+
+def display_unavailable_reason(uri: str = "display://", raise_error: bool = False) -> str | None:
+    """Why an OpenCV window cannot be shown here (None when it can)."""
+    reason = None
+    if not _opencv_has_gui():
+        reason = ("this OpenCV has no window support (opencv-python-headless); "
+                  "`pip install opencv-python` for display://, or write to a file, e.g. -o out.mp4")
+    elif os.name != "nt" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        reason = "no display (DISPLAY is not set); write to a file instead, e.g. -o out.mp4"
+    if reason and raise_error:
+        raise StreamfuseError(f"{uri}: {reason}")
+    return reason
+
+
+def _opencv_has_gui() -> bool:
+    """OpenCV's build summary has a line like 'GUI:  NONE' (headless) or 'GUI:  GTK3'."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip().upper() not in ("NONE", "NO", "")
+    return True
+
+
+class DisplaySink(Sink):
+    """An OpenCV window; press q or Esc to ask the pipeline to stop (``stop_requested``)."""
+
+    OPTIONS = {"wait_ms"}
+
+    def __init__(self, title: str, uri: str | None = None, wait_ms: int = 1):
+        super().__init__(uri or "display://")
+        display_unavailable_reason(self.uri, raise_error=True)
+        self.title, self.wait_ms = title, int(wait_ms)
+        self.stop_requested = False
+        cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+
+    def write(self, image: np.ndarray, pts_ns: int) -> None:
+        self._check_open()
+        cv2.imshow(self.title, to_bgr8(image))
+        if cv2.waitKey(self.wait_ms) & 0xFF in (ord("q"), 27):
+            self.stop_requested = True
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            cv2.destroyWindow(self.title)
+
+
+class NullSink(Sink):
+    """Discards frames (benchmarks, dry runs); still counts them."""
+
+    def __init__(self, target: str = "", uri: str | None = None):
+        super().__init__(uri or "null://")
+
+    def write(self, image: np.ndarray, pts_ns: int) -> None:
+        self._check_open()
+        self.frames_written += 1

@@ -1,0 +1,502 @@
+"""Frame sources behind one factory: ``open_source(uri, **options) -> Source``.
+
+Every source has the same surface:
+  ``read(timeout=None) -> Frame | None``  a frame; None when ``timeout`` seconds passed without one
+                                           (live sources only); raises ``EndOfStream`` at the end and
+                                           ``SourceError`` (a StreamfuseError) when it cannot go on.
+  ``uri``, ``fps`` (float or None), ``size`` (w, h), ``is_live``, ``frame_count`` (int or None),
+  ``reconnects``, ``corrupt_packets``, ``close()`` (idempotent), context manager, iteration.
+
+``kind`` (every source): "ir" -> Frame.image is HxW (uint8, or uint16 for 16-bit sources such as Y16
+thermal cores or 16-bit PNGs); "vis" -> HxWx3 BGR uint8.
+
+Timestamps (Frame.pts_ns):
+  files      (PTS - stream start) x time_base, so every file starts at 0.
+  images     seq / fps.
+  rtsp       clock="arrival" (default): time.monotonic_ns() when the frame was decoded, one clock for
+             every live source in the process, so two cameras can be paired; clock="stream": the RTP
+             timestamps, made continuous across reconnects.
+  v4l2       the driver's capture timestamps (PTS x time_base).
+"""
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections import deque
+from pathlib import Path
+
+import av
+import av.error
+import cv2
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from streamfuse import StreamfuseError
+from streamfuse.io.frame import EndOfStream, Frame, SourceError
+from streamfuse.io.images import read_image
+from streamfuse.io.uri import check_options, expand_images, parse_source
+
+KINDS = ("ir", "vis")
+NS = 1_000_000_000
+
+# Formats whose first plane is the 8-bit luma, read directly for IR (no colour conversion at all).
+_LUMA8_FORMATS = {"gray", "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
+                  "yuv440p", "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "nv16"}
+
+
+def open_source(uri: str, **options) -> "Source":
+    """Open a video file, image sequence, RTSP stream or V4L2 device (see streamfuse/io/uri.py)."""
+    parsed = parse_source(uri)
+    options = {**parsed.params, **options}
+    cls = {"file": VideoFileSource, "images": ImageSequenceSource,
+           "rtsp": RtspSource, "v4l2": V4L2Source}[parsed.kind]
+    check_options(str(uri), options, cls.OPTIONS)
+    return cls(parsed.target, uri=str(uri), **options)
+
+
+class Source:
+    """What every source shares; subclasses implement ``read``."""
+
+    OPTIONS: set[str] = {"kind"}
+    is_live = False
+
+    def __init__(self, uri: str, kind: str):
+        if kind not in KINDS:
+            raise StreamfuseError(f"{uri}: kind must be one of {', '.join(KINDS)}, got '{kind}'")
+        self.uri = uri
+        self.kind = kind
+        self.fps: float | None = None
+        self.size: tuple[int, int] | None = None
+        self.frame_count: int | None = None
+        self.reconnects = 0
+        self.corrupt_packets = 0
+        self._seq = 0
+        self._closed = False
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        raise NotImplementedError  # abstract: every subclass defines it
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self):
+        """Frames until the end of the stream (handy for files and sequences)."""
+        while True:
+            try:
+                frame = self.read()
+            except EndOfStream:
+                return
+            if frame is not None:
+                yield frame
+
+    def _emit(self, image: np.ndarray, pts_ns: int) -> Frame:
+        frame = Frame(image=image, pts_ns=int(pts_ns), seq=self._seq, source=self.uri)
+        self._seq += 1
+        return frame
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.uri!r}, kind={self.kind!r}, size={self.size}, fps={self.fps})"
+
+
+class FrameConverter:
+    """av.VideoFrame -> numpy in the layout ``kind`` asks for, with one reformatter reused for all frames.
+
+    IR from 8-bit YUV or gray: the luma plane is copied as is (no conversion). IR from >8-bit formats:
+    16-bit gray (uint16). VIS: BGR uint8.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        name = frame.format.name
+        if self.kind == "vis":
+            if name == "bgr24":
+                return frame.to_ndarray()
+            return self._reformatter.reformat(frame, format="bgr24").to_ndarray()
+        if name in _LUMA8_FORMATS:
+            return _luma(frame)
+        if frame.format.components[0].bits > 8:
+            if name != "gray16le":
+                frame = self._reformatter.reformat(frame, format="gray16le")
+            return frame.to_ndarray()
+        return _luma(self._reformatter.reformat(frame, format="gray"))
+
+
+def _luma(frame: av.VideoFrame) -> np.ndarray:
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    return rows[: frame.height, : frame.width].copy()
+
+
+def _av_reason(exc: BaseException) -> str:
+    """FFmpeg's message without the errno noise."""
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _pts_ns(ticks: int, time_base) -> int:
+    return ticks * NS * time_base.numerator // time_base.denominator
+
+
+class _PacketDecoder:
+    """Demux one video stream and decode it; packets that fail to decode are skipped and counted."""
+
+    def __init__(self, container, source: Source):
+        self.stream = container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self._packets = container.demux(self.stream)
+        self._frames: deque = deque()
+        self._source = source
+        self.ended = False
+
+    def next_frame(self):
+        """The next decoded av.VideoFrame, or None when the demuxer is at its end.
+
+        Demux errors (I/O, timeouts, lost connections) propagate as av.FFmpegError / OSError.
+        """
+        while not self._frames:
+            if self.ended:
+                return None
+            try:
+                packet = next(self._packets)
+            except StopIteration:
+                self.ended = True
+                continue
+            if packet.is_corrupt:
+                self._source.corrupt_packets += 1
+                continue
+            try:
+                self._frames.extend(packet.decode())
+            except av.error.InvalidDataError:
+                self._source.corrupt_packets += 1
+        return self._frames.popleft()
+
+
+class VideoFileSource(Source):
+    """Any FFmpeg-readable video file through PyAV; the first video stream."""
+
+    OPTIONS = {"kind"}
+
+    def __init__(self, path: str, uri: str | None = None, kind: str = "vis"):
+        super().__init__(uri or str(path), kind)
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SourceError(f"{self.uri}: no such video file")
+        try:
+            self._container = av.open(str(self.path))
+        except (av.FFmpegError, OSError) as e:
+            raise SourceError(f"{self.uri}: cannot open as a video ({_av_reason(e)})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise SourceError(f"{self.uri}: has no video stream")
+        self._decoder = _PacketDecoder(self._container, self)
+        stream = self._decoder.stream
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else None
+        self.size = (stream.codec_context.width, stream.codec_context.height)
+        self.frame_count = stream.frames or None
+        self._time_base = stream.time_base
+        self._start = stream.start_time or 0
+        self._convert = FrameConverter(kind)
+
+    def read(self, timeout: float | None = None) -> Frame:
+        if self._closed:
+            raise SourceError(f"{self.uri}: read after close")
+        try:
+            frame = self._decoder.next_frame()
+        except (av.FFmpegError, OSError) as e:
+            raise SourceError(f"{self.uri}: read failed ({_av_reason(e)})") from None
+        if frame is None:
+            raise EndOfStream(self.uri)
+        if frame.pts is None:  # rare (raw streams): fall back to the frame index
+            pts_ns = round(self._seq * NS / (self.fps or 30.0))
+        else:
+            pts_ns = _pts_ns(frame.pts - self._start, self._time_base)
+        return self._emit(self._convert(frame), pts_ns)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._container.close()
+        super().close()
+
+
+class ImageSequenceSource(Source):
+    """A folder of frames (KAIST set00/V000/lwir, M3SVD ir/, ...) or a glob, played at ``fps``."""
+
+    OPTIONS = {"kind", "fps"}
+
+    def __init__(self, target: str, uri: str | None = None, kind: str = "vis", fps: float = 30.0):
+        super().__init__(uri or str(target), kind)
+        try:
+            fps = float(fps)
+        except (TypeError, ValueError):
+            fps = -1.0
+        if not fps > 0:
+            raise StreamfuseError(f"{self.uri}: fps must be a positive number")
+        self.files = expand_images(target)
+        self.fps = fps
+        self.frame_count = len(self.files)
+        first = self._load(self.files[0])
+        self.size = (first.shape[1], first.shape[0])
+        self._next = first
+
+    def _load(self, path: Path) -> np.ndarray:
+        img = read_image(path, what="frame")
+        if self.kind == "ir":
+            return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+        if img.dtype == np.uint16:
+            img = (img >> 8).astype(np.uint8)
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img
+
+    def read(self, timeout: float | None = None) -> Frame:
+        if self._closed:
+            raise SourceError(f"{self.uri}: read after close")
+        index = self._seq
+        if index >= len(self.files):
+            raise EndOfStream(self.uri)
+        img = self._next if self._next is not None else self._load(self.files[index])
+        self._next = None
+        if (img.shape[1], img.shape[0]) != self.size:
+            raise SourceError(f"{self.files[index]}: frame is {img.shape[1]}x{img.shape[0]}, "
+                              f"the sequence is {self.size[0]}x{self.size[1]}")
+        return self._emit(img, round(index * NS / self.fps))
+
+
+class RtspSource(Source):
+    """An RTSP stream through PyAV, with read timeouts and reconnect with exponential backoff.
+
+    The first connection must succeed within ``open_timeout`` (else SourceError naming the URL and
+    why). Later, a lost or stalled connection (no packet for ``read_timeout`` s) is reopened after
+    ``backoff``, 2 x backoff, ... up to ``max_backoff`` seconds between tries, ``max_retries`` tries in a
+    row (None: forever); each success adds one to ``reconnects``. The server ending the stream (RTCP
+    BYE) is EndOfStream, not a reconnect.
+    """
+
+    OPTIONS = {"kind", "transport", "open_timeout", "read_timeout", "low_latency", "reconnect",
+               "max_retries", "backoff", "max_backoff", "clock"}
+    is_live = True
+
+    def __init__(self, url: str, uri: str | None = None, kind: str = "vis", transport: str = "tcp",
+                 open_timeout: float = 10.0, read_timeout: float = 5.0, low_latency: bool = True,
+                 reconnect: bool = True, max_retries: int | None = 8, backoff: float = 0.5,
+                 max_backoff: float = 8.0, clock: str = "arrival"):
+        super().__init__(uri or url, kind)
+        if transport not in ("tcp", "udp"):
+            raise StreamfuseError(f"{self.uri}: transport must be tcp or udp, got '{transport}'")
+        if clock not in ("arrival", "stream"):
+            raise StreamfuseError(f"{self.uri}: clock must be arrival or stream, got '{clock}'")
+        self.url = url
+        self.clock = clock
+        self.reconnect, self.max_retries = reconnect, max_retries
+        self.backoff, self.max_backoff = float(backoff), float(max_backoff)
+        self.open_timeout, self.read_timeout = float(open_timeout), float(read_timeout)
+        self.av_options = rtsp_av_options(transport, self.read_timeout, low_latency)
+        self._convert = FrameConverter(kind)
+        self._container = None
+        self._decoder: _PacketDecoder | None = None
+        self._failures = 0  # failed reconnect tries in a row
+        self._next_try = 0.0
+        self._last_pts_ns: int | None = None
+        self._last_arrival = 0
+        self._stream_base: tuple[int, int] | None = None  # (first raw pts of this connection, its pts_ns)
+        try:
+            self._connect()
+        except (av.FFmpegError, OSError) as e:
+            raise SourceError(f"{self.uri}: cannot open RTSP stream ({_av_reason(e)}; "
+                              f"open timeout {self.open_timeout:g} s)") from None
+
+    def _connect(self) -> None:
+        container = av.open(self.url, options=self.av_options, timeout=(self.open_timeout, self.read_timeout))
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{self.uri}: the RTSP stream has no video track")
+        self._container = container
+        self._decoder = _PacketDecoder(container, self)
+        stream = self._decoder.stream
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else self.fps
+        self.size = (stream.codec_context.width, stream.codec_context.height)
+        self._stream_base = None
+
+    def _drop_connection(self, reason: str) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except (av.FFmpegError, OSError):
+                pass
+        self._container = self._decoder = None
+        if not self.reconnect:
+            raise SourceError(f"{self.uri}: connection lost ({reason})")
+        self._lost_reason = reason
+        self._next_try = time.monotonic() + self._delay()
+
+    def _delay(self) -> float:
+        return min(self.backoff * 2 ** self._failures, self.max_backoff)
+
+    def _try_reconnect(self) -> None:
+        try:
+            self._connect()
+        except (av.FFmpegError, OSError) as e:
+            self._failures += 1
+            if self.max_retries is not None and self._failures >= self.max_retries:
+                raise SourceError(f"{self.uri}: connection lost ({self._lost_reason}) and {self._failures} "
+                                  f"reconnect tries failed (last: {_av_reason(e)})") from None
+            self._next_try = time.monotonic() + self._delay()
+            return
+        self._failures = 0
+        self.reconnects += 1
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """A frame, or None after ``timeout`` s without one. One network read can block up to
+        ``read_timeout`` s; waits between reconnect tries honour ``timeout``."""
+        if self._closed:
+            raise SourceError(f"{self.uri}: read after close")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._container is None:
+                now = time.monotonic()
+                if deadline is not None and self._next_try > deadline:
+                    time.sleep(max(0.0, deadline - now))
+                    return None
+                time.sleep(max(0.0, self._next_try - now))
+                self._try_reconnect()
+                continue
+            try:
+                frame = self._decoder.next_frame()
+            except (av.FFmpegError, OSError) as e:
+                self._drop_connection(_av_reason(e))
+                continue
+            if frame is not None:
+                return self._emit(self._convert(frame), self._timestamp(frame))
+            if self._decoder.ended:
+                raise EndOfStream(self.uri)
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+
+    def _timestamp(self, frame: av.VideoFrame) -> int:
+        arrival = time.monotonic_ns()
+        if self.clock == "arrival" or frame.pts is None:
+            pts_ns = arrival
+        else:
+            raw = _pts_ns(frame.pts, self._decoder.stream.time_base)
+            if self._stream_base is None:  # new connection: continue after the last frame
+                start = 0 if self._last_pts_ns is None else self._last_pts_ns + max(arrival - self._last_arrival, 1)
+                self._stream_base = (raw, start)
+            pts_ns = self._stream_base[1] + raw - self._stream_base[0]
+        self._last_pts_ns, self._last_arrival = pts_ns, arrival
+        return pts_ns
+
+    def close(self) -> None:
+        if not self._closed and self._container is not None:
+            self._container.close()
+            self._container = None
+        super().close()
+
+
+def rtsp_av_options(transport: str = "tcp", read_timeout: float = 5.0, low_latency: bool = True) -> dict:
+    """FFmpeg demuxer options for RTSP: transport, socket timeout (us) and low-latency flags."""
+    options = {"rtsp_transport": transport, "timeout": str(int(read_timeout * 1_000_000))}
+    if low_latency:
+        # no input buffering, no reordering wait beyond 0.2 s, decoder outputs frames immediately
+        options.update({"fflags": "nobuffer", "flags": "low_delay", "max_delay": "200000"})
+    return options
+
+
+# V4L2 pixel formats by the names camera docs use -> FFmpeg's input_format names.
+V4L2_PIXEL_FORMATS = {
+    "y16": "gray16le", "gray16": "gray16le", "gray16le": "gray16le",
+    "y8": "gray", "grey": "gray", "gray": "gray",
+    "yuyv": "yuyv422", "yuyv422": "yuyv422", "uyvy": "uyvy422", "uyvy422": "uyvy422",
+    "nv12": "nv12", "yuv420p": "yuv420p", "mjpeg": "mjpeg", "mjpg": "mjpeg", "h264": "h264",
+    "rgb24": "rgb24", "bgr24": "bgr24",
+}
+
+
+def v4l2_av_options(size=None, fps=None, pixel_format=None, uri: str = "v4l2") -> dict:
+    """Turn size ("640x512" or (w, h)), fps and pixel_format (e.g. "y16") into FFmpeg v4l2 options."""
+    options = {}
+    if size is not None:
+        if isinstance(size, str):
+            parts = size.lower().split("x")
+        else:
+            parts = list(size)
+        try:
+            w, h = (int(p) for p in parts)
+            if w <= 0 or h <= 0:
+                raise ValueError
+        except (ValueError, TypeError):
+            raise StreamfuseError(f"{uri}: size must be WIDTHxHEIGHT like 640x512, got '{size}'") from None
+        options["video_size"] = f"{w}x{h}"
+    if fps is not None:
+        try:
+            if float(fps) <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise StreamfuseError(f"{uri}: fps must be a positive number, got '{fps}'") from None
+        options["framerate"] = str(fps)
+    if pixel_format is not None:
+        name = V4L2_PIXEL_FORMATS.get(str(pixel_format).lower())
+        if name is None:
+            raise StreamfuseError(f"{uri}: unknown pixel_format '{pixel_format}' "
+                                  f"(expected one of {', '.join(sorted(V4L2_PIXEL_FORMATS))})")
+        options["input_format"] = name
+    return options
+
+
+class V4L2Source(Source):
+    """A Linux camera (V4L2) through PyAV's v4l2 input: size, fps, pixel format (Y16 -> uint16 IR)."""
+
+    OPTIONS = {"kind", "size", "fps", "pixel_format", "open_timeout", "read_timeout"}
+    is_live = True
+
+    def __init__(self, device: str, uri: str | None = None, kind: str = "vis", size=None, fps=None,
+                 pixel_format=None, open_timeout: float = 10.0, read_timeout: float = 5.0):
+        super().__init__(uri or device, kind)
+        self.device = device
+        self.av_options = v4l2_av_options(size, fps, pixel_format, uri=self.uri)
+        self.read_timeout = float(read_timeout)
+        try:
+            mode = os.stat(device).st_mode
+        except FileNotFoundError:
+            raise SourceError(f"{device}: no such V4L2 device (is the camera plugged in? `ls /dev/video*` "
+                              "lists the devices)") from None
+        if not stat.S_ISCHR(mode):
+            raise SourceError(f"{device}: not a V4L2 device (expected a character device like /dev/video0)")
+        try:
+            self._container = av.open(device, format="v4l2", options=self.av_options,
+                                      timeout=(float(open_timeout), self.read_timeout))
+        except (av.FFmpegError, OSError) as e:
+            asked = ", ".join(f"{k}={v}" for k, v in self.av_options.items()) or "driver defaults"
+            raise SourceError(f"{device}: cannot open the camera with {asked} ({_av_reason(e)})") from None
+        self._decoder = _PacketDecoder(self._container, self)
+        stream = self._decoder.stream
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else None
+        self.size = (stream.codec_context.width, stream.codec_context.height)
+        self._convert = FrameConverter(kind)
+
+    def read(self, timeout: float | None = None) -> Frame:
+        if self._closed:
+            raise SourceError(f"{self.uri}: read after close")
+        try:
+            frame = self._decoder.next_frame()
+        except (av.FFmpegError, OSError) as e:
+            raise SourceError(f"{self.device}: capture failed ({_av_reason(e)}; read timeout "
+                              f"{self.read_timeout:g} s)") from None
+        if frame is None:
+            raise EndOfStream(self.uri)
+        pts_ns = time.monotonic_ns() if frame.pts is None else _pts_ns(frame.pts, self._decoder.stream.time_base)
+        return self._emit(self._convert(frame), pts_ns)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._container.close()
+        super().close()

@@ -1,0 +1,146 @@
+"""Parse source and sink URIs into (kind, target, params), and check options against what a kind takes.
+
+Sources
+  ``clip.mp4``, ``file:///abs/clip.mkv``     video file (any FFmpeg container/codec)  -> kind "file"
+  ``frames/``, ``frames/*.png``, ``images://frames?fps=30``  image sequence          -> kind "images"
+  ``rtsp://host:8554/path``                  RTSP stream                               -> kind "rtsp"
+  ``/dev/video0``, ``v4l2:///dev/video0?size=640x512&fps=30&pixel_format=y16``       -> kind "v4l2"
+Sinks
+  ``out.mp4``, ``out.mkv``, ``out.mov``      H.264 video file                          -> kind "video"
+  ``images://outdir``, ``outdir/``           one PNG per frame                         -> kind "images"
+  ``display://``, ``display://title``        OpenCV window                             -> kind "display"
+  ``rtsp://host:8554/path``                  publish to an RTSP server                 -> kind "rtsp"
+  ``null://``                                discard (benchmarks)                      -> kind "null"
+
+A query string (``?key=value&...``) is read only on the ``images://``, ``v4l2://``, ``file://`` and
+``display://`` schemes (an RTSP URL's query belongs to the camera). Values that look like numbers become
+int/float. Keyword options given in code override the query.
+"""
+from __future__ import annotations
+
+import difflib
+import glob
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote
+
+from streamfuse import StreamfuseError
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov"}
+_QUERY_SCHEMES = {"images", "v4l2", "file", "display"}
+
+
+@dataclass(frozen=True)
+class ParsedURI:
+    kind: str
+    target: str  # a path, glob, device or URL
+    params: dict = field(default_factory=dict)
+
+
+def _number(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _split_scheme(uri: str) -> tuple[str | None, str, dict]:
+    """'scheme://rest?query' -> (scheme, rest, params); a plain path -> (None, path, {})."""
+    if "://" not in uri:
+        return None, uri, {}
+    scheme, rest = uri.split("://", 1)
+    scheme = scheme.lower()
+    params = {}
+    if scheme in _QUERY_SCHEMES and "?" in rest:
+        rest, query = rest.split("?", 1)
+        params = {k: _number(v) for k, v in parse_qsl(query, keep_blank_values=True)}
+    return scheme, unquote(rest) if scheme in _QUERY_SCHEMES else rest, params
+
+
+def _has_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def parse_source(uri: str) -> ParsedURI:
+    uri = str(uri)
+    if not uri.strip():
+        raise StreamfuseError("empty source URI (expected a video file, image folder, rtsp:// or /dev/videoN)")
+    scheme, rest, params = _split_scheme(uri)
+    if scheme in ("rtsp", "rtsps"):
+        return ParsedURI("rtsp", uri, {})
+    if scheme == "v4l2":
+        return ParsedURI("v4l2", rest or "/dev/video0", params)
+    if scheme == "images":
+        return ParsedURI("images", rest, params)
+    if scheme == "file":
+        if Path(rest).is_dir() or _has_glob(rest):
+            return ParsedURI("images", rest, params)
+        return ParsedURI("file", rest, params)
+    if scheme is not None:
+        raise StreamfuseError(
+            f"{uri}: unknown source scheme '{scheme}://' (expected a file path, file://, images://, rtsp:// or v4l2://)")
+    if rest.startswith("/dev/video"):
+        return ParsedURI("v4l2", rest, {})
+    if Path(rest).is_dir() or (_has_glob(rest) and not Path(rest).exists()):
+        return ParsedURI("images", rest, {})
+    return ParsedURI("file", rest, {})
+
+
+def parse_sink(uri: str) -> ParsedURI:
+    uri = str(uri)
+    if not uri.strip():
+        raise StreamfuseError("empty output URI (expected out.mp4, out.mkv, images://dir, display://, rtsp:// or null://)")
+    scheme, rest, params = _split_scheme(uri)
+    if scheme == "null":
+        return ParsedURI("null", "", params)
+    if scheme == "display":
+        return ParsedURI("display", rest or "streamfuse", params)
+    if scheme in ("rtsp", "rtsps"):
+        return ParsedURI("rtsp", uri, {})
+    if scheme == "images":
+        return ParsedURI("images", rest, params)
+    if scheme not in (None, "file"):
+        raise StreamfuseError(
+            f"{uri}: unknown output scheme '{scheme}://' (expected out.mp4/.mkv/.mov, images://, display://, rtsp:// or null://)")
+    if rest.endswith(("/", "\\")) or Path(rest).is_dir():
+        return ParsedURI("images", rest, params)
+    if Path(rest).suffix.lower() in VIDEO_SUFFIXES:
+        return ParsedURI("video", rest, params)
+    raise StreamfuseError(
+        f"{uri}: cannot tell the output type from '{Path(rest).suffix or 'no extension'}' "
+        f"(expected {', '.join(sorted(VIDEO_SUFFIXES))}, a folder ending in '/', images://, display://, rtsp:// or null://)")
+
+
+def check_options(uri: str, given: dict, allowed) -> None:
+    """Reject option names a source/sink kind does not take, with a did-you-mean."""
+    allowed = sorted(allowed)
+    for key in given:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise StreamfuseError(f"{uri}: unknown option '{key}' (takes {', '.join(allowed)}){hint}")
+
+
+def expand_images(target: str) -> list[Path]:
+    """The files of an image sequence: a folder's image files or a glob's matches, in natural order."""
+    from streamfuse.io.images import IMAGE_EXTS
+
+    if _has_glob(target) and not Path(target).is_dir():
+        files = [Path(p) for p in glob.glob(target)]
+        files = [p for p in files if p.is_file()]
+    else:
+        folder = Path(target)
+        if not folder.is_dir():
+            raise StreamfuseError(f"{target}: image sequence folder not found")
+        files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+    if not files:
+        raise StreamfuseError(f"{target}: no image files (expected *.png/*.jpg/*.bmp/*.tif frames)")
+    return sorted(files, key=_natural_key)
+
+
+def _natural_key(path: Path):
+    """'frame2' sorts before 'frame10'."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
