@@ -35,6 +35,19 @@ def available_backends() -> list[str]:
     return [name for name, pkg in BACKEND_PACKAGES.items() if importlib.util.find_spec(pkg) is not None]
 
 
+def backend_usable(name: str, device: str) -> bool:
+    """Whether ``name`` can run on ``device`` here, judged without building anything."""
+    if name not in available_backends():
+        return False
+    if device != "cuda":
+        return name != "tensorrt"
+    if name == "onnxruntime":
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    return name in ("tensorrt", "torch")
+
+
 def cuda_available() -> bool:
     if importlib.util.find_spec("torch") is None:
         return False
@@ -58,12 +71,20 @@ def load_fuser(model: str = "res2netfuse", backend: str = "auto", device: str = 
     if device not in ("cpu", "cuda"):
         raise StreamfuseError(f"unknown device '{device}'; expected cpu, cuda or auto")
     if backend == "auto":
-        have = available_backends()
         order = CUDA_PREFERENCE if device == "cuda" else CPU_PREFERENCE
-        backend = next((b for b in order if b in have), None)
-        if backend is None:
+        candidates = [b for b in order if backend_usable(b, device)]
+        if not candidates:
             raise StreamfuseError(f"no backend available for device {device}; install onnxruntime")
-        log.info("backend auto -> %s on %s", backend, device)
+        for i, name in enumerate(candidates):  # fall back down the order when one cannot start here
+            try:
+                fuser = load_fuser(model, name, device, precision, variant, threads, **kwargs)
+            except StreamfuseError as exc:
+                if i == len(candidates) - 1:
+                    raise
+                log.warning("backend %s not usable (%s); trying %s", name, exc, candidates[i + 1])
+                continue
+            log.info("backend auto -> %s on %s", name, device)
+            return fuser
     if backend not in BACKENDS:
         raise StreamfuseError(f"unknown backend '{backend}'{did_you_mean(backend, BACKENDS)}; known: {', '.join(BACKENDS)}")
     module_name, _, cls_name = BACKENDS[backend].partition(":")
