@@ -1,0 +1,163 @@
+"""The one typed configuration of a pipeline run: a YAML file and command-line options.
+
+Precedence: built-in defaults < the YAML file (``--config``) < options given on the command line.
+Every field below is also a YAML key of the same name (``offset_ms`` is ``--offset-ms`` on the
+command line). Unknown keys and wrongly typed values are rejected with one line naming the key::
+
+    ir: recordings/ir.mp4
+    vis: recordings/vis.mp4
+    output: out/fused.mp4
+    calib: calibration/rig.yaml
+    mode: lossless
+    offset_ms: -500
+    output_options: {crf: 20, preset: veryfast}
+
+Relative paths are taken from the current directory, as on the command line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from streamfuse import StreamfuseError
+
+MODES = ("auto", "lossless", "live")
+
+
+@dataclass
+class RunConfig:
+    ir: str | None = None  # IR source URI: video file, image folder/glob, rtsp://, /dev/videoN
+    vis: str | None = None  # visible source URI
+    output: str | None = None  # sink URI: out.mp4/.mkv, images://dir, display://, rtsp://, null://
+    calib: str | None = None  # calibration YAML (homography IR -> VIS); None: identity / plain resize
+    model: str = "res2netfuse"
+    variant: str | None = None  # model variant (res2netfuse: l1 | mean)
+    backend: str = "auto"  # auto | onnxruntime | openvino | torch | tensorrt
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"
+    threads: int | None = None  # intra-op threads of CPU backends (None: the backend default, 1)
+    onnx_path: str | None = None  # run this ONNX graph instead of the shipped one (onnxruntime/openvino)
+    mode: str = "auto"  # auto (lossless for files/sequences, live if a source is live) | lossless | live
+    offset_ms: float | None = None  # added to IR pts; None: the calibration file's time_offset_ms, else 0
+    tolerance_ms: float | None = None  # pairing tolerance; None: half the slower stream's frame period
+    max_wait_ms: float = 200.0  # live mode: longest wait for a partner frame before dropping
+    mosaic: bool = False  # write IR | VIS | fused side by side instead of the fused frame alone
+    agc: list[float] = field(default_factory=lambda: [1.0, 99.0])  # 16-bit IR percentiles mapped to 0 and 1
+    queue_size: int = 4  # frames held between stages
+    max_frames: int | None = None  # stop after this many fused frames
+    progress: bool = True  # progress bar for file inputs
+    ir_options: dict = field(default_factory=dict)  # passed to open_source for the IR (e.g. transport: tcp)
+    vis_options: dict = field(default_factory=dict)
+    output_options: dict = field(default_factory=dict)  # passed to open_sink (e.g. crf: 20, preset: fast)
+
+    def validate(self) -> "RunConfig":
+        """Check values that types alone do not catch; returns self."""
+        for key, flag in (("ir", "--ir"), ("vis", "--vis"), ("output", "-o/--output")):
+            if not getattr(self, key):
+                raise StreamfuseError(f"missing '{key}': give {flag} or set '{key}:' in the config file")
+        if self.mode not in MODES:
+            raise StreamfuseError(f"mode '{self.mode}': expected one of {', '.join(MODES)}")
+        if len(self.agc) != 2 or not 0 <= self.agc[0] < self.agc[1] <= 100:
+            raise StreamfuseError(f"agc {self.agc}: expected two percentiles [low, high] with 0 <= low < high <= 100")
+        for key in ("queue_size", "threads", "max_frames"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise StreamfuseError(f"'{key}' must be >= 1, got {value}")
+        for key in ("tolerance_ms", "max_wait_ms"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise StreamfuseError(f"'{key}' must be >= 0, got {value}")
+        return self
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def _types() -> dict[str, typing.Any]:
+    return typing.get_type_hints(RunConfig)
+
+
+def _describe(tp) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    base = args[0] if args else tp
+    origin = typing.get_origin(base) or base
+    name = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            dict: "a mapping", list: "a list of numbers"}.get(origin, str(base))
+    return name + (" or null" if type(None) in typing.get_args(tp) else "")
+
+
+def coerce(key: str, value, where: str):
+    """``value`` checked against the type of field ``key``; ints are accepted for floats."""
+    tp = _types()[key]
+    args = typing.get_args(tp)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise StreamfuseError(f"{where}: key '{key}' must be {_describe(tp)}, got null")
+    base = next((a for a in args if a is not type(None)), tp) if args and type(None) in args else tp
+    origin = typing.get_origin(base) or base
+    ok = False
+    if origin is bool:
+        ok = isinstance(value, bool)
+    elif origin is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif origin is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif origin is str:
+        ok = isinstance(value, str)
+    elif origin is dict:
+        ok = isinstance(value, dict)
+        value = dict(value) if ok else value
+    elif origin is list:
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        value = [float(v) for v in value] if ok else value
+    if not ok:
+        raise StreamfuseError(f"{where}: key '{key}' must be {_describe(tp)}, got {value!r}")
+    return value
+
+
+def unknown_key(key, where: str) -> StreamfuseError:
+    close = difflib.get_close_matches(str(key), list(FIELDS), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(FIELDS)}"
+    return StreamfuseError(f"{where}: unknown key '{key}'{hint}")
+
+
+def load_yaml(path) -> dict:
+    """The checked keys of a YAML config file, as a dict of field values."""
+    path = Path(path)
+    if not path.is_file():
+        raise StreamfuseError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise StreamfuseError(f"{path}: not valid YAML{at}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise StreamfuseError(f"{path}: expected a mapping of keys ({', '.join(FIELDS)}), got {type(data).__name__}")
+    out = {}
+    for key, value in data.items():
+        if key not in FIELDS:
+            raise unknown_key(key, str(path))
+        out[key] = coerce(key, value, str(path))
+    return out
+
+
+def make_config(path=None, **overrides) -> RunConfig:
+    """Defaults < YAML file at ``path`` < ``overrides`` (None values in overrides are ignored)."""
+    values = load_yaml(path) if path else {}
+    for key, value in overrides.items():
+        if key not in FIELDS:
+            raise unknown_key(key, "option")
+        if value is not None:
+            values[key] = coerce(key, value, "option")
+    return RunConfig(**values)
