@@ -35,4 +35,30 @@ register_model(ModelSpec(
     extra={"ir_scale": {"x1": 1}},  # variant x1: same weights, IR at the visible size
 ))
 
+# Untrained baselines (streamfuse/models/baselines.py): no weights; their ONNX graphs ship in engines/.
+register_model(ModelSpec(
+    name="average",
+    paper="baseline: pixel average (ir + vis) / 2",
+    builder="streamfuse.models.baselines:build_average",
+    summary="untrained baseline: mean of IR and visible",
+    trained=False,
+))
+
+register_model(ModelSpec(
+    name="max",
+    paper="baseline: pixel maximum max(ir, vis)",
+    builder="streamfuse.models.baselines:build_max",
+    summary="untrained baseline: per-pixel maximum of IR and visible",
+    trained=False,
+))
+
+register_model(ModelSpec(
+    name="laplacian",
+    paper="Burt & Adelson, The Laplacian Pyramid as a Compact Image Code (1983); choose-max rule of Burt & Kolczynski (1993)",
+    builder="streamfuse.models.baselines:build_laplacian",
+    summary="classical baseline: 4-level Laplacian pyramid, choose-max details, averaged base",
+    trained=False,
+    pad_multiple=16,  # 2**LAPLACIAN_LEVELS (streamfuse/models/baselines.py)
+))
+
 __all__ = ["ModelSpec", "get_model", "list_models", "register_model"]
