@@ -184,15 +184,19 @@ class _Encoder:
             self.container = None
 
 
+# Gray 0..255 -> TV-range luma 16..235, the range players assume for H.264 yuv420p.
+_FULL_TO_TV = np.round(16 + np.arange(256) * 219 / 255).astype(np.uint8)
+
+
 def _gray_frame(gray: np.ndarray) -> av.VideoFrame:
-    """A yuv420p frame with the gray image as luma and neutral chroma (written directly, no swscale),
+    """A yuv420p frame with the gray image as luma and neutral chroma, written directly (no swscale);
     the mirror of how sources read IR from the luma plane."""
     h, w = gray.shape
     frame = av.VideoFrame(w, h, "yuv420p")
     for index, plane in enumerate(frame.planes):
         rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
         if index == 0:
-            rows[:h, :w] = gray
+            rows[:h, :w] = cv2.LUT(gray, _FULL_TO_TV)
         else:
             rows[:] = 128
     return frame

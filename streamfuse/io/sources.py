@@ -11,11 +11,13 @@ Every source has the same surface:
 thermal cores or 16-bit PNGs); "vis" -> HxWx3 BGR uint8.
 
 Timestamps (Frame.pts_ns):
-  files      (PTS - stream start) x time_base, so every file starts at 0.
+  files      (PTS - stream start) x time_base, so every file starts at 0 (cameras started apart:
+             give the pairer an offset).
   images     seq / fps.
-  rtsp       clock="arrival" (default): time.monotonic_ns() when the frame was decoded, one clock for
-             every live source in the process, so two cameras can be paired; clock="stream": the RTP
-             timestamps, made continuous across reconnects.
+  rtsp       clock="stream" (default): the first frame at time.monotonic_ns() when it arrived, later
+             frames spaced by the stream's RTP timestamps (no network jitter), continued across
+             reconnects by the time that passed. One clock for every live source in the process, so
+             two cameras can be paired. clock="arrival": time.monotonic_ns() at each frame's decode.
   v4l2       the driver's capture timestamps (PTS x time_base).
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ import av
 import av.error
 import cv2
 import numpy as np
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import ColorRange, VideoReformatter
 
 from streamfuse import StreamfuseError
 from streamfuse.io.frame import EndOfStream, Frame, SourceError
@@ -39,6 +41,7 @@ from streamfuse.io.uri import check_options, expand_images, parse_source
 
 KINDS = ("ir", "vis")
 NS = 1_000_000_000
+RECORDING_END_SLACK_S = 0.5  # an RTSP recording that stops this close to its announced end has ended
 
 # Formats whose first plane is the 8-bit luma, read directly for IR (no colour conversion at all).
 _LUMA8_FORMATS = {"gray", "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
@@ -108,8 +111,9 @@ class Source:
 class FrameConverter:
     """av.VideoFrame -> numpy in the layout ``kind`` asks for, with one reformatter reused for all frames.
 
-    IR from 8-bit YUV or gray: the luma plane is copied as is (no conversion). IR from >8-bit formats:
-    16-bit gray (uint16). VIS: BGR uint8.
+    IR from 8-bit YUV or gray: the luma plane is read directly (no colour conversion; a lookup table
+    stretches TV-range luma 16..235 to 0..255). IR from >8-bit formats: 16-bit gray (uint16).
+    VIS: BGR uint8.
     """
 
     def __init__(self, kind: str):
@@ -123,12 +127,18 @@ class FrameConverter:
                 return frame.to_ndarray()
             return self._reformatter.reformat(frame, format="bgr24").to_ndarray()
         if name in _LUMA8_FORMATS:
-            return _luma(frame)
+            luma = _luma(frame)
+            full_range = name.startswith("yuvj") or frame.color_range == ColorRange.JPEG
+            return luma if full_range else cv2.LUT(luma, _TV_TO_FULL)
         if frame.format.components[0].bits > 8:
             if name != "gray16le":
                 frame = self._reformatter.reformat(frame, format="gray16le")
             return frame.to_ndarray()
         return _luma(self._reformatter.reformat(frame, format="gray"))
+
+
+# Video luma is usually "TV range" (16 black .. 235 white); gray images use 0..255.
+_TV_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
 
 
 def _luma(frame: av.VideoFrame) -> np.ndarray:
@@ -143,7 +153,8 @@ def _av_reason(exc: BaseException) -> str:
 
 
 def _pts_ns(ticks: int, time_base) -> int:
-    return ticks * NS * time_base.numerator // time_base.denominator
+    """ticks x time_base in ns, rounded to the nearest ns (exact integer arithmetic)."""
+    return (2 * ticks * NS * time_base.numerator + time_base.denominator) // (2 * time_base.denominator)
 
 
 class _PacketDecoder:
@@ -276,8 +287,8 @@ class RtspSource(Source):
     The first connection must succeed within ``open_timeout`` (else SourceError naming the URL and
     why). Later, a lost or stalled connection (no packet for ``read_timeout`` s) is reopened after
     ``backoff``, 2 x backoff, ... up to ``max_backoff`` seconds between tries, ``max_retries`` tries in a
-    row (None: forever); each success adds one to ``reconnects``. The server ending the stream (RTCP
-    BYE) is EndOfStream, not a reconnect.
+    row (None: forever); each success adds one to ``reconnects``. A recording served over RTSP (the
+    server announces a duration) that plays to its end is EndOfStream, not a reconnect.
     """
 
     OPTIONS = {"kind", "transport", "open_timeout", "read_timeout", "low_latency", "reconnect",
@@ -287,7 +298,7 @@ class RtspSource(Source):
     def __init__(self, url: str, uri: str | None = None, kind: str = "vis", transport: str = "tcp",
                  open_timeout: float = 10.0, read_timeout: float = 5.0, low_latency: bool = True,
                  reconnect: bool = True, max_retries: int | None = 8, backoff: float = 0.5,
-                 max_backoff: float = 8.0, clock: str = "arrival"):
+                 max_backoff: float = 8.0, clock: str = "stream"):
         super().__init__(uri or url, kind)
         if transport not in ("tcp", "udp"):
             raise StreamfuseError(f"{self.uri}: transport must be tcp or udp, got '{transport}'")
@@ -306,7 +317,8 @@ class RtspSource(Source):
         self._next_try = 0.0
         self._last_pts_ns: int | None = None
         self._last_arrival = 0
-        self._stream_base: tuple[int, int] | None = None  # (first raw pts of this connection, its pts_ns)
+        self._offset: int | None = None  # pts_ns - RTP time in ns, fixed by the connection's first timed frame
+        self._frames_this_connection = 0
         try:
             self._connect()
         except (av.FFmpegError, OSError) as e:
@@ -324,7 +336,8 @@ class RtspSource(Source):
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else self.fps
         self.size = (stream.codec_context.width, stream.codec_context.height)
-        self._stream_base = None
+        self._offset, self._frames_this_connection = None, 0
+        self._last_raw_s: float | None = None  # the latest frame's RTP time, seconds
 
     def _drop_connection(self, reason: str) -> None:
         if self._container is not None:
@@ -377,20 +390,44 @@ class RtspSource(Source):
             if frame is not None:
                 return self._emit(self._convert(frame), self._timestamp(frame))
             if self._decoder.ended:
-                raise EndOfStream(self.uri)
+                if self._recording_finished():
+                    raise EndOfStream(self.uri)
+                self._drop_connection("the server closed the connection")
+                continue
             if deadline is not None and time.monotonic() > deadline:
                 return None
 
+    def _recording_finished(self) -> bool:
+        """At the demuxer's end: did a recording (the server announced its duration) play to its end?
+        A live stream has no duration, so its end is a lost connection. FFmpeg reports a server that
+        went away and one that finished alike (end of file), hence this check."""
+        duration, start = self._container.duration, self._container.start_time or 0
+        if duration is None or self._last_raw_s is None:
+            return False
+        return self._last_raw_s >= (start + duration) / 1e6 - RECORDING_END_SLACK_S
+
     def _timestamp(self, frame: av.VideoFrame) -> int:
         arrival = time.monotonic_ns()
-        if self.clock == "arrival" or frame.pts is None:
+        if frame.pts is not None:
+            self._last_raw_s = float(frame.pts * self._decoder.stream.time_base)
+        if self.clock == "arrival":
             pts_ns = arrival
         else:
-            raw = _pts_ns(frame.pts, self._decoder.stream.time_base)
-            if self._stream_base is None:  # new connection: continue after the last frame
-                start = 0 if self._last_pts_ns is None else self._last_pts_ns + max(arrival - self._last_arrival, 1)
-                self._stream_base = (raw, start)
-            pts_ns = self._stream_base[1] + raw - self._stream_base[0]
+            raw = None if frame.pts is None else _pts_ns(frame.pts, self._decoder.stream.time_base)
+            period = round(NS / (self.fps or 30.0))
+            if raw is not None and self._offset is not None:
+                pts_ns = self._offset + raw
+            elif self._last_pts_ns is None:  # the very first frame: now
+                pts_ns = arrival
+            elif self._frames_this_connection == 0:  # first after a reconnect: the time that passed
+                pts_ns = self._last_pts_ns + max(arrival - self._last_arrival, period)
+            else:  # no RTP time yet (the first packets of a session can lack one): one period on
+                pts_ns = self._last_pts_ns + period
+            if raw is not None and self._offset is None:
+                self._offset = pts_ns - raw
+            if self._last_pts_ns is not None:
+                pts_ns = max(pts_ns, self._last_pts_ns + 1)
+        self._frames_this_connection += 1
         self._last_pts_ns, self._last_arrival = pts_ns, arrival
         return pts_ns
 
@@ -405,8 +442,9 @@ def rtsp_av_options(transport: str = "tcp", read_timeout: float = 5.0, low_laten
     """FFmpeg demuxer options for RTSP: transport, socket timeout (us) and low-latency flags."""
     options = {"rtsp_transport": transport, "timeout": str(int(read_timeout * 1_000_000))}
     if low_latency:
-        # no input buffering, no reordering wait beyond 0.2 s, decoder outputs frames immediately
-        options.update({"fflags": "nobuffer", "flags": "low_delay", "max_delay": "200000"})
+        # decoder outputs each frame at once; UDP reordering waits at most 0.2 s. Not fflags=nobuffer:
+        # it throws away the frames read while the stream is probed.
+        options.update({"flags": "low_delay", "max_delay": "200000"})
     return options
 
 
