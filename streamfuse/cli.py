@@ -140,9 +140,65 @@ def cmd_export(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- eval
+def add_eval(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = """modes:
+  score fused images:  python run.py eval --ir data/TNO/ir --vis data/TNO/vis --fused out/methodA --fused out/methodB
+  fuse, then score:    python run.py eval --models all --data data/TNO --out out/eval_tno
+  temporal stability:  python run.py eval --video out/fused.mp4 --ir ir.mp4 --vis vis.mp4
+writes results.md, results.csv, per_image.csv and contact_sheet.png to --out"""
+    p.add_argument("--ir", help="IR source: image folder (with --fused) or video file / frame folder (with --video)")
+    p.add_argument("--vis", help="visible source: image folder (with --fused) or video file / frame folder (with --video)")
+    p.add_argument("--fused", action="append", default=[], metavar="DIR",
+                   help="folder of fused images named like the sources; repeat to compare methods (named by folder)")
+    p.add_argument("--models", help="'all' (baselines + every exported model) or name[:variant],... to fuse --data with")
+    p.add_argument("--data", help="folder with ir/ and vis/ subfolders for --models")
+    p.add_argument("--video", action="append", default=[], metavar="FUSED",
+                   help="fused video (or frame folder) for temporal metrics against --ir/--vis; repeatable")
+    p.add_argument("--out", default="out/eval", help="report folder (default out/eval)")
+    p.add_argument("--metrics", default=None, help="comma-separated subset, e.g. EN,MI,Qabf (default: all)")
+    p.add_argument("--sheet-rows", type=int, default=6, help="image pairs in the contact sheet (default 6)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads for --models (default 1)")
+
+
+def cmd_eval(args) -> int:
+    from streamfuse import evaluate as ev
+    from streamfuse.metrics import check_metric_names
+
+    modes = [name for name, on in (("--fused", args.fused), ("--models", args.models), ("--video", args.video)) if on]
+    if len(modes) != 1:
+        raise StreamfuseError("eval needs exactly one of --fused DIR, --models NAMES (with --data) or --video FILE"
+                              + (f"; got {' and '.join(modes)}" if modes else ""))
+    metrics = check_metric_names(args.metrics.split(",")) if args.metrics else None
+    out = Path(args.out)
+    if args.video:
+        if not (args.ir and args.vis):
+            raise StreamfuseError("--video needs --ir and --vis (the source videos or frame folders)")
+        results = {Path(v).stem: ev.score_video(v, args.ir, args.vis) for v in args.video}
+        paths = ev.write_video_report(results, out)
+    elif args.fused:
+        if not (args.ir and args.vis):
+            raise StreamfuseError("--fused needs --ir DIR and --vis DIR (the source images)")
+        scores = ev.score_folders(args.ir, args.vis, args.fused, metrics)
+        paths = ev.write_reports(scores, out, f"Fusion quality: {Path(args.ir).parent.name or args.ir}",
+                                 ev.source_pairs(args.ir, args.vis), args.sheet_rows)
+    else:
+        if not args.data:
+            raise StreamfuseError("--models needs --data DIR (a folder with ir/ and vis/)")
+        data = Path(args.data)
+        scores = ev.fuse_and_score(args.models, data, out, metrics, args.threads)
+        paths = ev.write_reports(scores, out, f"Fusion quality: {data.name}",
+                                 ev.source_pairs(data / "ir", data / "vis"), args.sheet_rows)
+    print(paths["markdown"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 COMMANDS = {
     "fuse": (add_fuse, cmd_fuse, "fuse IR/visible image pairs (files or folders paired by stem)"),
     "models": (add_models, cmd_models, "list the registered models and their weights"),
+    "eval": (add_eval, cmd_eval, "score fused images or videos with fusion quality metrics; Markdown/CSV reports"),
     "export": (add_export, cmd_export, "export a model to ONNX (needs torch)"),
 }
 

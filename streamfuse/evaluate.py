@@ -1,0 +1,366 @@
+"""The evaluation runner behind ``run.py eval``: score fused images or videos, write reports.
+
+Three ways in:
+
+- ``score_folders(ir_dir, vis_dir, fused_dirs)``: fused images from any method, paired by file
+  stem with the sources; the method is named after its folder.
+- ``fuse_and_score(models, data_dir, out_dir)``: fuse ``data_dir/{ir,vis}`` with registered
+  models and baselines on ONNX Runtime, then score.
+- ``score_video(fused, ir, vis)``: temporal metrics of a fused video against its sources
+  (MP4/MKV files or image folders).
+
+``write_reports`` turns the scores into ``results.md`` (mean +- std per metric and method, best
+per column in bold), ``results.csv`` (tidy: method, metric, mean, std, n, best),
+``per_image.csv`` and ``contact_sheet.png`` (rows IR | VIS | each method).
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from streamfuse import StreamfuseError
+from streamfuse.color import normalize_ir, to_gray, to_uint8
+from streamfuse.io.images import list_images, pair_folders, read_image, write_image
+from streamfuse.metrics import METRICS, TEMPORAL_HIGHER_IS_BETTER, TemporalAccumulator, evaluate, higher_is_better
+
+log = logging.getLogger("streamfuse")
+
+
+@dataclass
+class Scores:
+    """method -> stem -> metric -> value, plus where each fused image came from (for the sheet)."""
+
+    metrics: list[str]
+    table: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    images: dict[str, dict[str, Path]] = field(default_factory=dict)  # method -> stem -> fused path
+
+    def add(self, method: str, stem: str, values: dict[str, float], image: Path | None = None) -> None:
+        self.table.setdefault(method, {})[stem] = values
+        if image is not None:
+            self.images.setdefault(method, {})[stem] = image
+
+    def summary(self) -> dict[str, dict[str, tuple[float, float, int]]]:
+        """method -> metric -> (mean, population std, n) over the images with a finite value."""
+        out = {}
+        for method, per_stem in self.table.items():
+            out[method] = {}
+            for name in self.metrics:
+                vals = np.array([v[name] for v in per_stem.values() if name in v], dtype=np.float64)
+                vals = vals[np.isfinite(vals)]
+                out[method][name] = (float(vals.mean()), float(vals.std()), len(vals)) if len(vals) else (math.nan, math.nan, 0)
+        return out
+
+
+# ------------------------------------------------------------------ loading sources
+
+
+def load_source_pair(ir_path: Path, vis_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """IR as HxW uint8 (16-bit IR through the same AGC the models see) and visible as read (uint8)."""
+    ir = to_gray(read_image(ir_path, "IR image"), name=str(ir_path))
+    if ir.dtype != np.uint8:
+        ir = to_uint8(normalize_ir(ir))
+    vis = read_image(vis_path, "visible image")
+    if vis.dtype != np.uint8:
+        vis = (vis / 257).astype(np.uint8)
+    if ir.shape[:2] != vis.shape[:2]:
+        raise StreamfuseError(f"{ir_path} is {_wh(ir)} but {vis_path} is {_wh(vis)}: IR and visible must be one size "
+                              "(register them first)")
+    return ir, vis
+
+
+def _wh(img: np.ndarray) -> str:
+    return f"{img.shape[1]}x{img.shape[0]}"
+
+
+def source_pairs(ir_dir, vis_dir) -> list[tuple[str, Path, Path]]:
+    pairs, only_ir, only_vis = pair_folders(ir_dir, vis_dir)
+    for side, stems in (("IR", only_ir), ("visible", only_vis)):
+        if stems:
+            log.warning("%d %s file(s) without a partner, skipped: %s", len(stems), side, ", ".join(stems))
+    if not pairs:
+        raise StreamfuseError(f"no file stems in common between {ir_dir} and {vis_dir}")
+    return pairs
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=total < 2)
+
+
+def _score_one(scores: Scores, method: str, stem: str, fused: np.ndarray, fused_path: Path,
+               ir: np.ndarray, ir_path: Path, vis: np.ndarray) -> None:
+    if fused.shape[:2] != ir.shape[:2]:
+        raise StreamfuseError(f"{fused_path} is {_wh(fused)} but its source {ir_path} is {_wh(ir)}: "
+                              "fused images must have the sources' size")
+    scores.add(method, stem, evaluate(fused, ir, vis, scores.metrics), fused_path)
+
+
+# ------------------------------------------------------------------ mode (a): fused folders
+
+
+def method_names(dirs: list[Path]) -> list[str]:
+    """Folder names, made unique with the parent folder when two share a name."""
+    names = [d.name for d in dirs]
+    return [f"{d.parent.name}/{d.name}" if names.count(d.name) > 1 else d.name for d in dirs]
+
+
+def score_folders(ir_dir, vis_dir, fused_dirs, metrics: list[str] | None = None) -> Scores:
+    pairs = source_pairs(ir_dir, vis_dir)
+    fused_dirs = [Path(d) for d in fused_dirs]
+    scores = Scores(list(metrics or METRICS))
+    methods = []
+    for method, d in zip(method_names(fused_dirs), fused_dirs):
+        files = list_images(d)
+        missing = [s for s, _, _ in pairs if s not in files]
+        if missing:
+            log.warning("%s: %d of %d source stems have no fused image, scored the rest; missing: %s",
+                        d, len(missing), len(pairs), ", ".join(missing))
+        methods.append((method, files))
+    total = sum(stem in files for stem, _, _ in pairs for _, files in methods)
+    if not total:
+        raise StreamfuseError("no fused image matches a source stem; fused files must be named like the sources")
+    bar = _progress(total, "scoring")
+    for stem, ir_path, vis_path in pairs:
+        todo = [(m, files[stem]) for m, files in methods if stem in files]
+        if not todo:
+            continue
+        ir, vis = load_source_pair(ir_path, vis_path)
+        for method, fused_path in todo:
+            fused = read_image(fused_path, "fused image")
+            if fused.dtype != np.uint8:
+                raise StreamfuseError(f"{fused_path}: fused image must be 8-bit, got {fused.dtype}")
+            _score_one(scores, method, stem, fused, fused_path, ir, ir_path, vis)
+            bar.update()
+    bar.close()
+    return scores
+
+
+# ------------------------------------------------------------------ mode (b): fuse with models
+
+
+def resolve_models(text: str) -> list[tuple[str, str | None]]:
+    """'all' or 'name[:variant],...' -> [(model, variant or None)].
+
+    'all' = every baseline plus every trained model whose ONNX graph is in engines/."""
+    from streamfuse.models import get_model, list_models
+
+    if text.strip().lower() == "all":
+        chosen, skipped = [], []
+        for spec in list_models():
+            if not spec.trained or spec.onnx_path().exists():
+                chosen.append((spec.name, None))
+            elif spec.weights_path().exists():
+                log.warning("%s: weights found but no ONNX graph; export it to include it: python run.py export --model %s",
+                            spec.name, spec.name)
+            else:
+                skipped.append(spec.name)
+        if skipped:
+            log.info("not evaluated (no weights shipped): %s", ", ".join(skipped))
+        return chosen
+    out = []
+    for item in text.split(","):
+        name, _, variant = item.strip().partition(":")
+        spec = get_model(name)
+        out.append((spec.name, spec.check_variant(variant or None)))
+    return out
+
+
+def fuse_and_score(models: str, data_dir, out_dir, metrics: list[str] | None = None, threads: int | None = None) -> Scores:
+    """Fuse data_dir/ir + data_dir/vis with each model on ONNX Runtime (fused images go to
+    out_dir/fused/<method>/<stem>.png), then score them."""
+    from streamfuse.backends import DEFAULT_THREADS, load_fuser
+    from streamfuse.fusion import fuse_images
+
+    data_dir = Path(data_dir)
+    if not (data_dir / "ir").is_dir() or not (data_dir / "vis").is_dir():
+        raise StreamfuseError(f"--data {data_dir}: expected subfolders ir/ and vis/ with images paired by file stem")
+    pairs = source_pairs(data_dir / "ir", data_dir / "vis")
+    chosen = resolve_models(models)
+    if not chosen:
+        raise StreamfuseError("no model to evaluate (no baselines registered and no exported models)")
+    fusers = []
+    for name, variant in chosen:
+        fuser = load_fuser(name, backend="onnxruntime", device="cpu", variant=variant, threads=threads or DEFAULT_THREADS)
+        method = name if variant in (None, fuser.spec.default_variant) else f"{name}:{variant}"
+        fusers.append((method, fuser))
+    scores = Scores(list(metrics or METRICS))
+    bar = _progress(len(pairs) * len(fusers), "fusing + scoring")
+    for stem, ir_path, vis_path in pairs:
+        ir, vis = load_source_pair(ir_path, vis_path)
+        for method, fuser in fusers:
+            fused = fuse_images(fuser, ir, vis)
+            path = write_image(Path(out_dir) / "fused" / method.replace(":", "-") / f"{stem}.png", fused)
+            _score_one(scores, method, stem, fused, path, ir, ir_path, vis)
+            bar.update()
+    bar.close()
+    return scores
+
+
+# ------------------------------------------------------------------ mode (c): video
+
+
+def iter_gray_frames(src) -> Iterator[np.ndarray]:
+    """Gray uint8 frames of a video file (PyAV) or of an image folder (files in name order)."""
+    path = Path(src)
+    if path.is_dir():
+        for p in list_images(path).values():
+            img = to_gray(read_image(p, "frame"), name=str(p))
+            yield img if img.dtype == np.uint8 else to_uint8(normalize_ir(img))
+        return
+    if not path.is_file():
+        raise StreamfuseError(f"{path}: no such video file or image folder")
+    import av
+
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise StreamfuseError(f"{path}: cannot open as a video ({exc})") from None
+    with container:
+        if not container.streams.video:
+            raise StreamfuseError(f"{path}: has no video stream")
+        try:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="gray")
+        except av.error.FFmpegError as exc:
+            raise StreamfuseError(f"{path}: decoding failed ({exc})") from None
+
+
+def score_video(fused, ir, vis) -> dict[str, float]:
+    """Temporal metrics (``streamfuse.metrics.temporal_metrics``) of a fused video against its
+    sources, frames paired by index; sources may be videos or image folders."""
+    from tqdm import tqdm
+
+    names = {"fused": fused, "IR": ir, "visible": vis}
+    streams = [iter_gray_frames(v) for v in names.values()]
+    acc = TemporalAccumulator()
+    bar = tqdm(desc="video frames", unit="frame", file=sys.stderr)
+    while True:
+        frames = [next(s, None) for s in streams]
+        if any(f is None for f in frames):
+            break
+        f, i, v = frames
+        if acc.pairs == 0 and acc.prev is None and not (f.shape == i.shape == v.shape):
+            raise StreamfuseError(f"frame sizes differ: {fused} {_wh(f)}, {ir} {_wh(i)}, {vis} {_wh(v)}; "
+                                  "the sources must be registered to the fused video's size")
+        acc.add(f, i, v)
+        bar.update()
+    bar.close()
+    longer = {k: 1 + sum(1 for _ in s) for k, s, f in zip(names, streams, frames) if f is not None}
+    if longer:
+        log.warning("frame counts differ: scored the first %d frames; left over: %s", acc.pairs + 1,
+                    ", ".join(f"{k} {c}" for k, c in longer.items()))
+    return acc.result()
+
+
+# ------------------------------------------------------------------ reports
+
+
+def _fmt(x: float) -> str:
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.2f}" if abs(x) >= 10 else f"{x:.3f}"
+
+
+def best_methods(summary, name: str) -> set[str]:
+    means = {m: s[name][0] for m, s in summary.items() if math.isfinite(s[name][0])}
+    if len(means) < 2:
+        return set()
+    target = max(means.values()) if higher_is_better(name) else min(means.values())
+    return {m for m, v in means.items() if v == target}
+
+
+def markdown_table(scores: Scores) -> str:
+    summary = scores.summary()
+    arrows = {n: "↑" if higher_is_better(n) else "↓" for n in scores.metrics}
+    lines = ["| method | n | " + " | ".join(f"{n} {arrows[n]}" for n in scores.metrics) + " |",
+             "|---|---|" + "---|" * len(scores.metrics)]
+    best = {n: best_methods(summary, n) for n in scores.metrics}
+    for method, per in summary.items():
+        n_img = max((c for _, _, c in per.values()), default=0)
+        cells = []
+        for name in scores.metrics:
+            mean, std, count = per[name]
+            text = _fmt(mean) if count <= 1 else f"{_fmt(mean)} ± {_fmt(std)}"
+            cells.append(f"**{text}**" if method in best[name] else text)
+        lines.append(f"| {method} | {n_img} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+LEGEND = ("↑ higher is better, ↓ lower is better; best mean per column in bold; mean ± population std over the "
+          "images. MI in bits; SSIM and MS-SSIM sum both sources (max 2); VIF sums both sources; Qabf of a perfect "
+          "fusion is 0.975 with the standard constants. Definitions: streamfuse/metrics.py and docs/eval.md.")
+
+
+def write_reports(scores: Scores, out_dir, title: str, sheet_pairs: list[tuple[str, Path, Path]] | None = None,
+                  sheet_rows: int = 6) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(scores)
+    md = out_dir / "results.md"
+    md.write_text(f"# {title}\n\n{table}\n{LEGEND}\n")
+    summary = scores.summary()
+    with open(out_dir / "results.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method", "metric", "mean", "std", "n", "best"])
+        for name in scores.metrics:
+            best = best_methods(summary, name)
+            for method, per in summary.items():
+                mean, std, n = per[name]
+                w.writerow([method, name, f"{mean:.6g}", f"{std:.6g}", n, int(method in best)])
+    with open(out_dir / "per_image.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method", "stem"] + scores.metrics)
+        for method, per_stem in scores.table.items():
+            for stem, vals in per_stem.items():
+                w.writerow([method, stem] + [f"{vals[n]:.6g}" for n in scores.metrics])
+    paths = {"markdown": md, "csv": out_dir / "results.csv", "per_image": out_dir / "per_image.csv"}
+    if sheet_pairs and scores.images:
+        paths["contact_sheet"] = contact_sheet(scores, sheet_pairs, out_dir / "contact_sheet.png", sheet_rows)
+    return paths
+
+
+def write_video_report(results: dict[str, dict[str, float]], out_dir) -> dict[str, Path]:
+    """results: method (video name) -> temporal metrics."""
+    names = list(TEMPORAL_HIGHER_IS_BETTER)
+    scores = Scores(names)
+    for method, vals in results.items():
+        scores.add(method, "video", vals)
+    return write_reports(scores, out_dir, "Temporal stability")
+
+
+TILE_H = 180
+
+
+def _tile(img: np.ndarray, label: str, size: tuple[int, int]) -> np.ndarray:
+    tile = cv2.resize(img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), size, interpolation=cv2.INTER_AREA)
+    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    cv2.rectangle(tile, (0, 0), (tw + 6, th + 8), (0, 0, 0), -1)
+    cv2.putText(tile, label, (3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+def contact_sheet(scores: Scores, pairs: list[tuple[str, Path, Path]], out_path, rows: int = 6) -> Path:
+    """One row per image pair (the first ``rows`` stems every method has): IR | VIS | methods."""
+    methods = list(scores.images)
+    stems = [p for p in pairs if all(p[0] in scores.images[m] for m in methods)][:rows]
+    if not stems:
+        raise StreamfuseError("contact sheet: no image stem was fused by every method")
+    strips = []
+    for stem, ir_path, vis_path in stems:
+        ir, vis = load_source_pair(ir_path, vis_path)
+        size = (max(1, round(ir.shape[1] * TILE_H / ir.shape[0])), TILE_H)
+        tiles = [_tile(ir, f"IR {stem}", size), _tile(vis, "VIS", size)]
+        tiles += [_tile(read_image(scores.images[m][stem], "fused image"), m, size) for m in methods]
+        strips.append(np.hstack([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles]))
+    width = max(s.shape[1] for s in strips)
+    sheet = np.vstack([np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips])
+    return write_image(out_path, sheet)
