@@ -235,10 +235,10 @@ def engine_for(spec, variant: str, precision: str, vis_hw: tuple[int, int], ir_h
     """The cached engine for this model, precision and frame size on this machine (built if needed)."""
     from streamfuse.export.cache import cached_engine
 
+    target = current_target()  # first: no TensorRT or no GPU is the error to report on a CPU machine
     onnx_path = Path(onnx_path) if onnx_path else spec.onnx_path(variant)
     if not onnx_path.exists():
         raise StreamfuseError(f"{onnx_path}: ONNX graph for '{spec.name}' not found (export it: python run.py export --model {spec.name})")
-    target = current_target()
     return cached_engine(onnx_path, precision, model_shapes(spec, vis_hw, ir_hw), target, build=build_engine,
                          cache_dir=cache_dir, force=force, workspace=workspace,
                          timing_cache=default_timing_cache(target, cache_dir))
