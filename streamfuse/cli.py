@@ -16,6 +16,7 @@ from streamfuse import StreamfuseError
 log = logging.getLogger("streamfuse")
 
 EPILOG = """examples:
+  python run.py run --ir streamfuse/data/sample/ir.mp4 --vis streamfuse/data/sample/vis.mp4 -o out/fused.mp4
   python run.py fuse --ir ir.png --vis vis.png -o fused.png
   python run.py fuse --ir data/TNO/ir --vis data/TNO/vis -o out/ --model res2netfuse --strategy mean
   python run.py models
@@ -195,7 +196,54 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- run (video pipeline)
+def add_run(p: argparse.ArgumentParser) -> None:
+    # Every option is also a key of the YAML --config file (same name, '_' for '-'); the command line wins.
+    # Defaults live in streamfuse.config.RunConfig, so options here default to None ("not given").
+    p.add_argument("--ir", help="IR source: video file, image folder/glob, rtsp://..., /dev/videoN")
+    p.add_argument("--vis", help="visible source (same kinds)")
+    p.add_argument("-o", "--output", help="out.mp4 / out.mkv, images://dir, display://, rtsp://..., null://")
+    p.add_argument("--config", help="YAML file with any of the options below (see docs/pipeline.md)")
+    p.add_argument("--calib", help="calibration YAML (homography IR -> visible; default: identity / resize)")
+    p.add_argument("--model", help="model name (default res2netfuse; see `models`)")
+    p.add_argument("--variant", help="model variant (res2netfuse: l1 | mean)")
+    p.add_argument("--backend", help="auto | onnxruntime | openvino | torch | tensorrt (default auto)")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--precision", help="fp32 | fp16")
+    p.add_argument("--threads", type=int, help="intra-op threads of CPU backends (default 1)")
+    p.add_argument("--onnx", dest="onnx_path", help="run this ONNX graph instead of the shipped one")
+    p.add_argument("--mode", choices=["auto", "lossless", "live"],
+                   help="lossless: every matched pair (files); live: newest frames, bounded latency (default auto)")
+    p.add_argument("--offset-ms", type=float, help="added to IR timestamps (IR pts + offset = visible pts)")
+    p.add_argument("--tolerance-ms", type=float, help="pairing tolerance (default half the slower frame period)")
+    p.add_argument("--max-wait-ms", type=float, help="live: longest wait for a partner frame (default 200)")
+    p.add_argument("--mosaic", action="store_true", default=None, help="write IR | visible | fused side by side")
+    p.add_argument("--agc", help="percentiles for 16-bit IR auto gain (default 1,99)")
+    p.add_argument("--max-frames", type=int, help="stop after this many fused frames")
+    p.add_argument("--queue-size", type=int, help="frames held between stages (default 4)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+
+
+def cmd_run(args) -> int:
+    from streamfuse.config import FIELDS, make_config
+    from streamfuse.pipeline import Pipeline, stop_on_signals
+
+    overrides = {key: getattr(args, key) for key in FIELDS if hasattr(args, key)}
+    if overrides.get("agc") is not None:
+        overrides["agc"] = list(parse_agc(overrides["agc"]))
+    config = make_config(args.config, **overrides).validate()
+    pipeline = Pipeline(config)
+    with stop_on_signals(pipeline.stop):
+        stats = pipeline.run()
+    fuser = pipeline.fuser
+    print(f"wrote {stats.written} fused frame(s) to {config.output} "
+          f"({fuser.spec.name}/{fuser.variant} on {fuser.backend}, {stats.mode})")
+    print(stats.summary())
+    return 130 if stats.stopped_by == "interrupted" else 0
+
+
 COMMANDS = {
+    "run": (add_run, cmd_run, "fuse an IR and a visible video stream (files, image sequences, RTSP, V4L2)"),
     "fuse": (add_fuse, cmd_fuse, "fuse IR/visible image pairs (files or folders paired by stem)"),
     "models": (add_models, cmd_models, "list the registered models and their weights"),
     "eval": (add_eval, cmd_eval, "score fused images or videos with fusion quality metrics; Markdown/CSV reports"),

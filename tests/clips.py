@@ -77,3 +77,34 @@ def decode_clip(path) -> tuple[list[np.ndarray], list[float]]:
             frames.append(frame.to_ndarray(format="bgr24"))
             times.append(float(frame.pts * frame.time_base))
     return frames, times
+
+
+def res2netfuse_onnx(tmp_dir) -> Path:
+    """The shipped res2netfuse graph (engines/res2netfuse.onnx) if present, else the architecture with
+    untrained weights exported to ``tmp_dir`` (the pipeline's behaviour does not depend on the weights)."""
+    from streamfuse.models import get_model
+
+    shipped = get_model("res2netfuse").onnx_path()
+    if shipped.exists():
+        return shipped
+    pytest.importorskip("torch", reason="exporting a res2netfuse graph for the test needs torch")
+    import torch
+
+    from streamfuse.export.onnx import export_onnx
+
+    torch.manual_seed(0)
+    module = get_model("res2netfuse").build(load_weights=False)
+    return export_onnx("res2netfuse", out=Path(tmp_dir) / "res2netfuse.onnx", module=module)
+
+
+def expected_nearest(ir_fps, vis_fps, n_ir, n_vis, ir_start=0.0, vis_start=0.0, offset_s=0.0):
+    """Brute force: pairs (i, j) that are each other's nearest frame and within half the slower period."""
+    t_ir = ir_start + np.arange(n_ir) / ir_fps + offset_s
+    t_vis = vis_start + np.arange(n_vis) / vis_fps
+    tol = 0.5 / min(ir_fps, vis_fps) + 1e-9
+    pairs = []
+    for j, tv in enumerate(t_vis):
+        i = int(np.argmin(np.abs(t_ir - tv)))
+        if abs(t_ir[i] - tv) <= tol and int(np.argmin(np.abs(t_vis - t_ir[i]))) == j:
+            pairs.append((i, j))
+    return pairs

@@ -8,6 +8,8 @@ from streamfuse import StreamfuseError
 from streamfuse.io.frame import Frame
 from streamfuse.sync import FramePairer, default_tolerance_ns
 
+from clips import expected_nearest
+
 MS = 1_000_000
 
 
@@ -27,19 +29,6 @@ def run_lossless(pairer: FramePairer, ir: list[Frame], vis: list[Frame]) -> list
             pairer.push(stream, frame)
         out += [(a.seq, b.seq) for a, b in pairer.pop_pairs()]
     return out
-
-
-def expected_nearest(ir_fps, vis_fps, n_ir, n_vis, ir_start=0.0, vis_start=0.0, offset_s=0.0):
-    """Brute force: pairs (i, j) that are each other's nearest frame and within half the slower period."""
-    t_ir = ir_start + np.arange(n_ir) / ir_fps + offset_s
-    t_vis = vis_start + np.arange(n_vis) / vis_fps
-    tol = 0.5 / min(ir_fps, vis_fps) + 1e-9
-    pairs = []
-    for j, tv in enumerate(t_vis):
-        i = int(np.argmin(np.abs(t_ir - tv)))
-        if abs(t_ir[i] - tv) <= tol and int(np.argmin(np.abs(t_vis - t_ir[i]))) == j:
-            pairs.append((i, j))
-    return pairs
 
 
 def test_default_tolerance_is_half_the_slower_period():

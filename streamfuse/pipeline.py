@@ -1,0 +1,421 @@
+"""The video pipeline: two sources -> pair by pts -> register + fuse -> colour + encode.
+
+Threads and bounded queues (each arrow), so decoding, inference and encoding overlap (PyAV,
+OpenCV and the inference runtimes release the GIL while they work)::
+
+    IR reader  ─┐
+                ├─ pair (FramePairer) ─► fuse (register, normalise, model) ─► write (colour, mosaic, sink)
+    VIS reader ─┘
+
+Lossless mode (files, sequences): every queue put blocks when full, so a slow model slows the
+readers down instead of losing frames. Live mode: readers keep the newest frames, the pair queue
+drops its oldest pair when the model falls behind, and every drop is counted.
+
+Shutdown: the end of either stream, ``Pipeline.stop()`` (the CLI calls it on SIGINT/SIGTERM) or an
+error stops the readers; what was already paired is still fused and written, then the sink is
+closed, so the output file is finalised and holds every fused frame. ``run()`` re-raises the first
+error after that.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from streamfuse import StreamfuseError
+from streamfuse.color import merge_luma, normalize_ir, split_luma, to_uint8
+from streamfuse.config import RunConfig
+from streamfuse.io.frame import Frame, SourceError
+from streamfuse.io.reader import ReaderDone
+from streamfuse.sync import STREAMS, FramePairer
+
+log = logging.getLogger("streamfuse")
+
+_END = object()  # end-of-work marker passed down the queues
+POLL_S = 0.05  # how often blocked threads look at the stop flags
+
+
+class StageTimer:
+    """Durations of one stage; p50/p95 in milliseconds."""
+
+    def __init__(self):
+        self.samples: list[float] = []
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {"n": 0, "p50_ms": None, "p95_ms": None}
+        ms = np.asarray(self.samples) * 1000
+        return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 2),
+                "p95_ms": round(float(np.percentile(ms, 95)), 2)}
+
+
+@dataclass
+class Stats:
+    output: str = ""
+    mode: str = ""
+    read: dict = field(default_factory=lambda: {s: 0 for s in STREAMS})  # frames decoded per stream
+    paired: int = 0
+    fused: int = 0
+    written: int = 0
+    unmatched: dict = field(default_factory=lambda: {s: 0 for s in STREAMS})  # no partner within tolerance
+    dropped: dict = field(default_factory=lambda: {s: 0 for s in STREAMS} | {"pairs": 0})  # live mode only
+    reconnects: dict = field(default_factory=lambda: {s: 0 for s in STREAMS})
+    corrupt_packets: dict = field(default_factory=lambda: {s: 0 for s in STREAMS})
+    seconds: float = 0.0  # from the first frame read to the last frame written
+    fps: float = 0.0  # frames written per second over ``seconds``
+    stages: dict = field(default_factory=dict)  # stage -> {n, p50_ms, p95_ms}
+    ended_early: str | None = None  # the stream that ended while the other had frames left
+    stopped_by: str = ""  # "end of streams", "ir ended early", "interrupted", "max_frames", "error"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        lines = [
+            f"frames read      ir {self.read['ir']}, vis {self.read['vis']}",
+            f"paired           {self.paired} (unmatched: ir {self.unmatched['ir']}, vis {self.unmatched['vis']})",
+            f"fused / written  {self.fused} / {self.written} in {self.seconds:.2f} s = {self.fps:.2f} fps",
+        ]
+        if self.mode == "live" or any(self.dropped.values()):
+            lines.append(f"dropped (live)   ir {self.dropped['ir']}, vis {self.dropped['vis']}, pairs {self.dropped['pairs']}")
+        if any(self.reconnects.values()) or any(self.corrupt_packets.values()):
+            lines.append(f"reconnects       ir {self.reconnects['ir']}, vis {self.reconnects['vis']}; corrupt packets "
+                         f"ir {self.corrupt_packets['ir']}, vis {self.corrupt_packets['vis']}")
+        stages = ", ".join(f"{k} {v['p50_ms']}/{v['p95_ms']}" for k, v in self.stages.items() if v["n"])
+        lines.append(f"stage ms p50/p95 {stages}")
+        lines.append(f"stopped by       {self.stopped_by}")
+        return "\n".join(lines)
+
+
+class Pipeline:
+    def __init__(self, config: RunConfig, fuser=None):
+        self.config = config.validate()
+        self.fuser = fuser  # a ready Fuser (benchmarks, tests); default: load_fuser from the config
+        self.stats = Stats(output=config.output)
+        self._stop = threading.Event()  # stop reading; what is in flight is still written
+        self._abort = threading.Event()  # the writer is gone: every stage quits at once
+        self._stop_reason: str | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self.timers = {name: StageTimer() for name in ("prepare", "model", "colour", "write", "latency")}
+
+    # ------------------------------------------------------------------ control
+    def stop(self, reason: str = "interrupted") -> None:
+        """Ask the pipeline to finish: stop reading, write what is in flight, close the output. Thread-safe."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._stop.set()
+
+    def _fail(self, exc: BaseException, abort: bool = False) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+        self.stop("error")
+        if abort:
+            self._abort.set()
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> Stats:
+        from streamfuse.backends import load_fuser
+        from streamfuse.geometry import Registration
+        from streamfuse.io.reader import ReaderThread
+        from streamfuse.io.sinks import check_writable, open_sink
+        from streamfuse.io.sources import open_source
+        from streamfuse.io.uri import parse_sink
+
+        cfg = self.config
+        check_writable(cfg.output)  # fail before any decoding or model loading
+        self.registration = Registration.from_file(cfg.calib) if cfg.calib else Registration.identity()
+        if self.fuser is None:
+            extra = {}
+            if cfg.onnx_path:
+                if not Path(cfg.onnx_path).is_file():
+                    raise StreamfuseError(f"{cfg.onnx_path}: ONNX graph not found (onnx_path / --onnx)")
+                extra["onnx_path"] = Path(cfg.onnx_path)
+            self.fuser = load_fuser(cfg.model, backend=cfg.backend, device=cfg.device, precision=cfg.precision,
+                                    variant=cfg.variant, threads=cfg.threads or 1, **extra)
+        sources: dict = {}
+        try:
+            sources["ir"] = open_source(cfg.ir, **{"kind": "ir", **cfg.ir_options})
+            sources["vis"] = open_source(cfg.vis, **{"kind": "vis", **cfg.vis_options})
+        except BaseException:
+            for src in sources.values():
+                src.close()
+            raise
+        self.sources = sources
+        self.readers = {}
+        live = any(src.is_live for src in sources.values())
+        mode = cfg.mode if cfg.mode != "auto" else ("live" if live else "lossless")
+        self.stats.mode = mode
+        offset_ms = cfg.offset_ms if cfg.offset_ms is not None else self.registration.time_offset_ms
+        self.pairer = FramePairer(
+            mode, ir_fps=sources["ir"].fps, vis_fps=sources["vis"].fps,
+            tolerance_ns=None if cfg.tolerance_ms is None else int(cfg.tolerance_ms * 1e6),
+            offset_ns=int(round(offset_ms * 1e6)), max_wait_ns=int(cfg.max_wait_ms * 1e6))
+        log.info("pairing %s: tolerance %.1f ms, IR offset %+.1f ms", mode, self.pairer.tolerance_ns / 1e6, offset_ms)
+
+        frame_q = {s: queue.Queue(cfg.queue_size) for s in STREAMS}
+        pair_q: queue.Queue = queue.Queue(cfg.queue_size)
+        fused_q: queue.Queue = queue.Queue(cfg.queue_size)
+        # the readers close their sources when they end
+        readers = self.readers = {s: ReaderThread(sources[s], frame_q[s], mode, name=f"sf-read-{s}") for s in STREAMS}
+        sink = None
+        threads = []
+        bar = None
+        try:
+            rates = [src.fps for src in sources.values() if src.fps]
+            sink_options = dict(cfg.output_options)
+            if rates and parse_sink(cfg.output).kind in ("video", "rtsp"):
+                sink_options.setdefault("fps", min(rates))  # the output runs at the slower stream's rate
+            sink = open_sink(cfg.output, **sink_options)
+            self._t0 = time.perf_counter()
+            self._t_last = self._t0
+            for r in readers.values():
+                r.start()
+            threads = [threading.Thread(target=self._pair_loop, args=(frame_q, pair_q, mode), name="sf-pair", daemon=True),
+                       threading.Thread(target=self._fuse_loop, args=(pair_q, fused_q), name="sf-fuse", daemon=True),
+                       threading.Thread(target=self._write_loop, args=(fused_q, sink), name="sf-write", daemon=True)]
+            for t in threads:
+                t.start()
+            bar = self._progress_bar(mode)
+            while threads[-1].is_alive():
+                threads[-1].join(0.2)  # short joins so the main thread's signal handlers run
+                if bar is not None and self.stats.written > bar.n:
+                    bar.update(self.stats.written - bar.n)
+        finally:
+            self.stop(self._stop_reason or "end of streams")
+            for r in readers.values():
+                r.stop()
+            for t in threads:
+                t.join(5.0)
+            for r in readers.values():
+                r.join(5.0)
+            if bar is not None:
+                bar.update(self.stats.written - bar.n)
+                bar.close()
+            if sink is not None:
+                try:
+                    sink.close()  # finalise the file even after an error
+                except Exception as exc:  # noqa: BLE001 - report, but the first error wins
+                    self._fail(exc)
+            for s, r in readers.items():
+                if r.ident is None:  # never started (e.g. the output failed to open)
+                    sources[s].close()
+                elif r.is_alive():
+                    log.warning("%s reader did not stop within 5 s", s)
+        self._finish_stats(sources, sink)
+        if self._error is not None:
+            log.error("stopped on error after writing %d frame(s) to %s", self.stats.written, cfg.output)
+            raise self._error
+        return self.stats
+
+    def _progress_bar(self, mode: str):
+        if not self.config.progress or mode != "lossless":
+            return None
+        from tqdm import tqdm
+
+        counts = [src.frame_count for src in self.sources.values()]
+        total = min(counts) if all(counts) else None
+        return tqdm(total=total, unit="frame", desc="fusing", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def _finish_stats(self, sources, sink) -> None:
+        st = self.stats
+        st.paired = self.pairer.paired
+        st.unmatched = dict(self.pairer.unmatched)
+        for s in STREAMS:
+            st.dropped[s] += self.pairer.dropped[s] + getattr(self.readers.get(s), "dropped", 0)
+            st.reconnects[s] = getattr(sources[s], "reconnects", 0)
+            st.corrupt_packets[s] = getattr(sources[s], "corrupt_packets", 0)
+        st.ended_early = self.pairer.ended_early
+        st.seconds = round(self._t_last - self._t0, 3)
+        st.fps = round(st.written / st.seconds, 3) if st.seconds > 0 else 0.0
+        st.stages = {name: t.summary() for name, t in self.timers.items()}
+        if self._stop_reason in (None, "end of streams") and st.ended_early:
+            other = "vis" if st.ended_early == "ir" else "ir"
+            self._stop_reason = f"{st.ended_early} ended early (the {other} stream had more frames)"
+        st.stopped_by = self._stop_reason or "end of streams"
+
+    # ------------------------------------------------------------------ stages
+    def _put(self, q: queue.Queue, item) -> bool:
+        """Blocking put that gives up when the pipeline is aborted."""
+        while not self._abort.is_set():
+            try:
+                q.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue, until_stopped: bool = True):
+        """Blocking get; None when stopped (``until_stopped``) or aborted."""
+        while not self._abort.is_set() and not (until_stopped and self._stop.is_set()):
+            try:
+                return q.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
+    def _take(self, stream: str, item) -> None:
+        """Feed one reader item to the pairer: a Frame, or the reader's last item (end of stream or error)."""
+        if isinstance(item, Frame):
+            self.stats.read[stream] += 1
+            self.pairer.push(stream, item, time.monotonic_ns())
+        elif isinstance(item, ReaderDone):
+            if item.error is not None:
+                err = item.error
+                raise err if isinstance(err, StreamfuseError) else SourceError(f"{stream} stream {item.source}: {err}")
+            log.info("%s stream ended after %d frames", stream, self.stats.read[stream])
+            self.pairer.end(stream, time.monotonic_ns())
+        else:
+            raise TypeError(f"unexpected reader item {item!r}")
+
+    def _pair_loop(self, frame_q, pair_q, mode) -> None:
+        try:
+            limit = self.config.max_frames
+            sent = 0
+            while not self._stop.is_set() and not self.pairer.done:
+                if mode == "lossless":
+                    stream = self.pairer.wanted()
+                    item = self._get(frame_q[stream])
+                    if item is None:
+                        break
+                    self._take(stream, item)
+                else:
+                    got = False
+                    for s in STREAMS:
+                        try:
+                            self._take(s, frame_q[s].get_nowait())
+                            got = True
+                        except queue.Empty:
+                            pass
+                    if not got:
+                        time.sleep(0.002)
+                for pair in self.pairer.pop_pairs(time.monotonic_ns()):
+                    if mode == "live":
+                        self._put_newest(pair_q, pair)
+                    elif not self._put(pair_q, pair):
+                        return
+                    sent += 1
+                    if limit and sent >= limit:
+                        self.stop("max_frames")
+                        break
+            if self.pairer.done:
+                self.stop("end of streams")
+        except SourceError as exc:
+            self._fail(StreamfuseError(str(exc)))
+        except BaseException as exc:  # noqa: BLE001 - handed to run()
+            self._fail(exc)
+        finally:
+            self._put(pair_q, _END)
+
+    def _put_newest(self, q: queue.Queue, item) -> None:
+        """Live mode: never block on a slow model; the oldest waiting pair makes room (counted)."""
+        while True:
+            try:
+                q.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    q.get_nowait()
+                    self.stats.dropped["pairs"] += 1
+                except queue.Empty:
+                    pass
+
+    def _fuse_loop(self, pair_q, fused_q) -> None:
+        prepared = None
+        try:
+            while True:
+                item = self._get(pair_q, until_stopped=False)
+                if item is None or item is _END:
+                    break
+                ir, vis = item
+                t0 = time.perf_counter()
+                shapes = (ir.image.shape[:2], vis.image.shape[:2])
+                if shapes != prepared:
+                    out_hw = self._prepare_registration(*shapes)
+                    prepared = shapes
+                ir_img = self.registration.warp_ir(ir.image)
+                vis_img = self.registration.warp_vis(vis.image)
+                vis_y, crcb = split_luma(vis_img)
+                ir_f = normalize_ir(ir_img, tuple(self.config.agc))
+                t1 = time.perf_counter()
+                fused_y = self.fuser.fuse(ir_f, vis_y)
+                t2 = time.perf_counter()
+                self.timers["prepare"].add(t1 - t0)
+                self.timers["model"].add(t2 - t1)
+                self.stats.fused += 1
+                if not self._put(fused_q, (ir, vis, ir_f, vis_img, fused_y, crcb, t0)):
+                    break
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(exc)
+        finally:
+            self._put(fused_q, _END)
+
+    def _prepare_registration(self, ir_hw, vis_hw):
+        """Warps for these frame sizes; the IR goes straight to the model's IR grid (1/ir_scale for DDcGAN-style models)."""
+        reg = self.registration
+        out_w, out_h = reg.output_wh((vis_hw[1], vis_hw[0]))
+        reg.prepare(ir_hw, vis_hw, ir_out_hw=self.fuser.ir_shape((out_h, out_w)))
+        log.info("registration: IR %dx%d -> %s, visible %dx%d -> output %dx%d", ir_hw[1], ir_hw[0], reg.ir_mode,
+                 vis_hw[1], vis_hw[0], out_w, out_h)
+        return out_h, out_w
+
+    def _write_loop(self, fused_q, sink) -> None:
+        from streamfuse.io.sinks import mosaic
+
+        try:
+            while True:
+                item = self._get(fused_q, until_stopped=False)
+                if item is None or item is _END:
+                    break
+                ir, vis, ir_f, vis_img, fused_y, crcb, t_start = item
+                t0 = time.perf_counter()
+                image = merge_luma(fused_y, crcb)
+                if self.config.mosaic:
+                    image = mosaic(to_uint8(ir_f), vis_img, image)
+                t1 = time.perf_counter()
+                sink.write(image, vis.pts_ns)  # the output keeps the visible stream's timestamps
+                t2 = time.perf_counter()
+                self.timers["colour"].add(t1 - t0)
+                self.timers["write"].add(t2 - t1)
+                self.timers["latency"].add(t2 - t_start)
+                self.stats.written += 1
+                self._t_last = t2
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(exc, abort=True)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop):
+    """SIGINT/SIGTERM call ``stop("interrupted")`` (a clean finish); a second signal aborts with
+    KeyboardInterrupt (the output is still closed). Handlers are installed only from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen = []
+
+    def handler(signum, _frame):
+        if seen:
+            raise KeyboardInterrupt
+        seen.append(signum)
+        print(f"\n{signal.Signals(signum).name}: finishing the frames in flight and closing the output "
+              "(send it again to abort)", file=sys.stderr)
+        stop("interrupted")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,216 @@
+"""The threaded pipeline end to end on real encoded M3SVD clips (PyAV), a real ONNX Runtime session
+and, for RTSP, a real gst-rtsp-server on 127.0.0.1 (tests/conftest.py)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamfuse import REPO_DIR, StreamfuseError
+from streamfuse.config import RunConfig
+
+from clips import decode_clip, expected_nearest, m3svd_frames, res2netfuse_onnx, write_clip
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """Real clips (160x120): IR 30 fps and visible 25 fps of the same 1 s, plus a longer 30-fps pair."""
+    d = tmp_path_factory.mktemp("media")
+    ir, vis = m3svd_frames(120)
+    return {
+        "onnx": res2netfuse_onnx(d),
+        "ir30": write_clip(d / "ir30.mp4", ir[:30], 30),
+        "vis25": write_clip(d / "vis25.mp4", vis[:25], 25),
+        "ir_long": write_clip(d / "ir_long.mp4", ir, 30),
+        "vis_long": write_clip(d / "vis_long.mp4", vis, 30),
+        "vis_short": write_clip(d / "vis_short.mkv", vis[:12], 30),
+    }
+
+
+@pytest.fixture(scope="module")
+def fuser(media):
+    from streamfuse.backends import load_fuser
+
+    return load_fuser("res2netfuse", backend="onnxruntime", onnx_path=media["onnx"])
+
+
+def config(media, ir, vis, output, **kw) -> RunConfig:
+    return RunConfig(ir=str(media[ir]), vis=str(media[vis]), output=str(output), onnx_path=str(media["onnx"]),
+                     backend="onnxruntime", progress=False, **kw)
+
+
+def read_all(uri: str, kind: str) -> list[np.ndarray]:
+    from streamfuse.io.sources import open_source
+
+    with open_source(uri, kind=kind) as src:
+        return [f.image for f in src]
+
+
+def test_reproduces_every_frame_pair(media, fuser, tmp_path):
+    """Output frame k is the fusion of the k-th pair matched by pts (30 vs 25 fps), bit for bit."""
+    from streamfuse.fusion import fuse_images
+    from streamfuse.pipeline import Pipeline
+
+    out = tmp_path / "frames"
+    stats = Pipeline(config(media, "ir30", "vis25", f"images://{out}"), fuser=fuser).run()
+    pairs = expected_nearest(30, 25, 30, 25)
+    assert stats.paired == stats.fused == stats.written == len(pairs) == 25
+    assert stats.unmatched == {"ir": 5, "vis": 0}
+    written = sorted(out.glob("*.png"))
+    assert len(written) == len(pairs)
+
+    import cv2
+
+    ir, vis = read_all(str(media["ir30"]), "ir"), read_all(str(media["vis25"]), "vis")
+    for k, (i, j) in enumerate(pairs):
+        got = cv2.imread(str(written[k]), cv2.IMREAD_COLOR)
+        want = fuse_images(fuser, ir[i], vis[j])
+        assert np.abs(got.astype(int) - want).max() <= 1, f"output frame {k} is not the fusion of IR {i} + VIS {j}"
+        if i + 3 < len(ir) and j + 2 < len(vis):  # and it is not the fusion of a pair a few frames off
+            other = fuse_images(fuser, ir[i + 3], vis[j + 2])
+            assert np.abs(got.astype(int) - other).max() > 1
+
+
+def test_lossless_frame_count_and_duration(media, fuser, tmp_path):
+    from streamfuse.pipeline import Pipeline
+
+    out = tmp_path / "fused.mp4"
+    stats = Pipeline(config(media, "ir30", "vis25", out), fuser=fuser).run()
+    frames, times = decode_clip(out)
+    assert len(frames) == stats.written == stats.paired == 25
+    assert frames[0].shape == (120, 160, 3)
+    # the output keeps the visible stream's timestamps: 25 frames at 25 fps -> 0.00 .. 0.96 s
+    assert times[-1] - times[0] == pytest.approx(24 / 25, abs=1 / 25)
+    assert stats.ended_early is None and stats.stopped_by == "end of streams"
+    assert stats.stages["model"]["n"] == 25 and stats.stages["model"]["p95_ms"] >= stats.stages["model"]["p50_ms"]
+
+
+def test_one_stream_ending_early(media, fuser, tmp_path):
+    from streamfuse.pipeline import Pipeline
+
+    out = tmp_path / "fused.mp4"
+    stats = Pipeline(config(media, "ir_long", "vis_short", out), fuser=fuser).run()
+    assert stats.written == 12 and len(decode_clip(out)[0]) == 12
+    assert stats.ended_early == "vis" and "vis ended early" in stats.stopped_by
+    assert stats.read["ir"] < 60  # the IR file (120 frames) was not decoded to its end
+
+
+def test_mosaic_puts_ir_vis_fused_side_by_side(media, fuser, tmp_path):
+    from streamfuse.pipeline import Pipeline
+
+    out = tmp_path / "mosaic.mp4"
+    stats = Pipeline(config(media, "ir30", "vis25", out, mosaic=True, max_frames=3), fuser=fuser).run()
+    frames, _ = decode_clip(out)
+    assert stats.stopped_by == "max_frames" and len(frames) == stats.written == 3
+    assert frames[0].shape == (120, 480, 3)
+
+
+def test_error_mid_run_keeps_the_frames_fused_so_far(media, fuser, tmp_path):
+    """A model failing on the 5th frame: run() raises, and the file holds the 4 frames fused before."""
+    from streamfuse.pipeline import Pipeline
+
+    class FailingFuser:  # the real fuser, made to fail on a chosen call (fault injection)
+        def __init__(self, inner, fail_at):
+            self.inner, self.calls, self.fail_at = inner, 0, fail_at
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def fuse(self, ir, vis):
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise StreamfuseError("model failed")
+            return self.inner.fuse(ir, vis)
+
+    out = tmp_path / "fused.mp4"
+    pipe = Pipeline(config(media, "ir30", "vis25", out), fuser=FailingFuser(fuser, 5))
+    with pytest.raises(StreamfuseError, match="model failed"):
+        pipe.run()
+    assert pipe.stats.written == 4 and len(decode_clip(out)[0]) == 4
+
+
+def test_unwritable_output_fails_before_any_work(media, tmp_path):
+    from streamfuse.pipeline import Pipeline
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    pipe = Pipeline(config(media, "ir30", "vis25", blocker / "out.mp4"))
+    with pytest.raises(StreamfuseError, match="out.mp4"):
+        pipe.run()
+    assert pipe.fuser is None  # failed before loading the model
+
+
+def test_missing_source_is_named(media, tmp_path):
+    from streamfuse.pipeline import Pipeline
+
+    cfg = config(media, "ir30", "vis25", tmp_path / "o.mp4")
+    cfg.vis = str(tmp_path / "nope.mp4")
+    with pytest.raises(StreamfuseError, match="nope.mp4"):
+        Pipeline(cfg).run()
+
+
+def test_ctrl_c_leaves_a_playable_file_with_every_fused_frame(media, tmp_path):
+    out = tmp_path / "fused.mp4"
+    cmd = [sys.executable, str(REPO_DIR / "run.py"), "run", "--ir", str(media["ir_long"]), "--vis",
+           str(media["vis_long"]), "-o", str(out), "--onnx", str(media["onnx"]), "--backend", "onnxruntime",
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and out.stat().st_size > 0):  # the sink creates the file on the first frame
+            assert proc.poll() is None, f"run ended before it was interrupted: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no output after 120 s"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "SIGINT" in stderr and "stopped by       interrupted" in stdout
+    written = int(stdout.split("wrote ")[1].split()[0])
+    frames, _ = decode_clip(out)
+    assert 0 < written < 120
+    assert len(frames) == written
+
+
+@pytest.mark.rtsp
+def test_rtsp_reconnect_keeps_every_fused_frame(media, fuser, rtsp_server, tmp_path):
+    """Both streams from a real RTSP server; the server dies mid-stream and comes back: the pipeline
+    reconnects (counted) and the output holds every frame it fused."""
+    from streamfuse.pipeline import Pipeline
+
+    server = rtsp_server(play={"ir": media["ir_long"], "vis": media["vis_long"]})
+    out = tmp_path / "fused.mp4"
+    opts = {"backoff": 0.2, "max_backoff": 1.0, "read_timeout": 3.0}
+    cfg = RunConfig(ir=server.url("ir"), vis=server.url("vis"), output=str(out), onnx_path=str(media["onnx"]),
+                    backend="onnxruntime", progress=False, ir_options=opts, vis_options=opts)
+    pipe = Pipeline(cfg, fuser=fuser)
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(stats=pipe.run()), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 60
+    while pipe.stats.written < 3:
+        assert runner.is_alive() and time.monotonic() < deadline, "the pipeline wrote nothing from RTSP"
+        time.sleep(0.05)
+    server.stop()
+    before = pipe.stats.written
+    time.sleep(1.0)
+    server.start()
+    runner.join(90)  # the streams replay from the start after reconnecting and end with the file
+    if runner.is_alive():
+        pipe.stop()
+        runner.join(10)
+    stats = result["stats"]
+    assert stats.mode == "live"
+    assert stats.reconnects["ir"] >= 1 and stats.reconnects["vis"] >= 1
+    assert stats.written > before
+    assert len(decode_clip(out)[0]) == stats.written
