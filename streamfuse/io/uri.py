@@ -105,10 +105,12 @@ def parse_sink(uri: str) -> ParsedURI:
     if scheme not in (None, "file"):
         raise StreamfuseError(
             f"{uri}: unknown output scheme '{scheme}://' (expected out.mp4/.mkv/.mov, images://, display://, rtsp:// or null://)")
-    if rest.endswith(("/", "\\")) or Path(rest).is_dir():
+    if rest.endswith(("/", "\\")):
         return ParsedURI("images", rest, params)
     if Path(rest).suffix.lower() in VIDEO_SUFFIXES:
         return ParsedURI("video", rest, params)
+    if Path(rest).is_dir():
+        return ParsedURI("images", rest, params)
     raise StreamfuseError(
         f"{uri}: cannot tell the output type from '{Path(rest).suffix or 'no extension'}' "
         f"(expected {', '.join(sorted(VIDEO_SUFFIXES))}, a folder ending in '/', images://, display://, rtsp:// or null://)")

@@ -1,0 +1,162 @@
+"""Sinks: H.264 files round trip (frame count, timestamps, duration), a file closed by an exception is
+playable, image folders, early path checks, display and option errors, mosaic."""
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from clips import m3svd_frames
+from streamfuse import StreamfuseError
+from streamfuse.io.sinks import check_writable, mosaic, open_sink
+from streamfuse.io.sources import open_source
+
+
+def decoded(path):
+    """(frame count, pts in seconds, container duration in seconds) via plain PyAV."""
+    with av.open(str(path)) as c:
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+        return len(times), times, c.duration / 1e6
+
+
+@pytest.mark.parametrize("fps, suffix", [(30, "mp4"), (25, "mp4"), (25, "mkv")])
+def test_video_round_trip(tmp_path, fps, suffix):
+    _, viss = m3svd_frames(20)
+    path = tmp_path / f"out.{suffix}"
+    start_ns = 7_000_000_000  # live-clock style pts: the file still starts at 0
+    with open_sink(str(path), fps=fps) as sink:
+        for i, img in enumerate(viss):
+            sink.write(img, start_ns + round(i * 1e9 / fps))
+        assert sink.frames_written == 20
+    count, times, duration = decoded(path)
+    assert count == 20
+    assert times == pytest.approx([i / fps for i in range(20)], abs=1e-3)  # mkv keeps ms
+    assert abs(duration - 20 / fps) <= 1 / fps
+    frames = list(open_source(str(path)))
+    assert np.abs(frames[10].image.astype(int) - viss[10]).mean() < 4
+
+
+def test_timestamps_follow_the_frames_not_a_rate(tmp_path):
+    """Irregular pts (a 25 fps stream with a gap, written with a nominal 30 fps) survive as written."""
+    _, viss = m3svd_frames(8)
+    pts_s = [0.0, 0.04, 0.08, 0.12, 0.40, 0.44, 0.48, 0.52]
+    path = tmp_path / "gappy.mp4"
+    with open_sink(str(path), fps=30) as sink:
+        for img, t in zip(viss, pts_s):
+            sink.write(img, round(t * 1e9))
+    count, times, duration = decoded(path)
+    assert count == 8 and times == pytest.approx(pts_s, abs=1e-4)
+    assert duration == pytest.approx(0.56, abs=0.04)
+
+
+def test_gray_round_trip_and_standard_range(tmp_path):
+    """IR written as luma reads back through open_source and through FFmpeg's own conversion."""
+    irs, _ = m3svd_frames(5)
+    path = tmp_path / "ir.mp4"
+    with open_sink(str(path), crf=10) as sink:
+        for i, img in enumerate(irs):
+            sink.write(img, i * 33_333_333)
+    ours = list(open_source(str(path), kind="ir"))
+    assert len(ours) == 5 and ours[2].image.shape == irs[2].shape
+    assert np.abs(ours[2].image.astype(int) - irs[2]).mean() < 2
+    with av.open(str(path)) as c:
+        gray = next(c.decode(video=0)).to_ndarray(format="bgr24")[..., 1]
+    assert np.abs(gray.astype(int) - irs[0]).mean() < 3  # players see the right levels
+
+
+def test_file_closed_by_an_exception_is_playable(tmp_path):
+    _, viss = m3svd_frames(12)
+    path = tmp_path / "interrupted.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with open_sink(str(path), fps=30) as sink:
+            for i, img in enumerate(viss):
+                sink.write(img, round(i * 1e9 / 30))
+                if i == 9:
+                    raise RuntimeError("boom")
+    count, times, duration = decoded(path)
+    assert count == 10 and abs(duration - 10 / 30) <= 1 / 30
+
+
+def test_odd_size_is_cropped_to_even(tmp_path):
+    img = np.full((241, 321, 3), 120, np.uint8)
+    path = tmp_path / "odd.mp4"
+    with open_sink(str(path)) as sink:
+        sink.write(img, 0)
+        with pytest.raises(StreamfuseError, match="frame is 100x100, the video is 320x240"):
+            sink.write(np.zeros((100, 100, 3), np.uint8), 1)
+    assert open_source(str(path)).size == (320, 240)
+
+
+def test_bitrate_option(tmp_path):
+    path = tmp_path / "b.mkv"
+    _, viss = m3svd_frames(4)
+    with open_sink(str(path), bitrate="300k", preset="ultrafast") as sink:
+        for i, img in enumerate(viss):
+            sink.write(img, i * 40_000_000)
+    assert decoded(path)[0] == 4
+    with pytest.raises(StreamfuseError, match="bitrate must be like 4M"):
+        open_sink(str(tmp_path / "c.mp4"), bitrate="fast")
+
+
+def test_image_folder_sink(tmp_path):
+    irs, viss = m3svd_frames(3)
+    with open_sink(f"images://{tmp_path}/frames") as sink:
+        for i, img in enumerate(viss):
+            sink.write(img, i)
+        sink.write(irs[0], 3)
+    files = sorted((tmp_path / "frames").iterdir())
+    assert [f.name for f in files] == ["000000.png", "000001.png", "000002.png", "000003.png"]
+    np.testing.assert_array_equal(cv2.imread(str(files[1]), cv2.IMREAD_UNCHANGED), viss[1])
+    np.testing.assert_array_equal(cv2.imread(str(files[3]), cv2.IMREAD_UNCHANGED), irs[0])
+    with open_sink(str(tmp_path / "jpgs") + "/", ext="jpg") as sink:
+        sink.write(viss[0], 0)
+    assert (tmp_path / "jpgs" / "000000.jpg").is_file()
+
+
+def test_unwritable_output_fails_before_any_work(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(StreamfuseError, match=r"file\.txt/out\.mp4: cannot write to folder .*file\.txt"):
+        check_writable(str(blocker / "out.mp4"))
+    with pytest.raises(StreamfuseError, match="is a folder, expected a video file path"):
+        (tmp_path / "dir.mp4").mkdir()
+        check_writable(str(tmp_path / "dir.mp4"))
+    with pytest.raises(StreamfuseError, match="exists and is not a folder"):
+        check_writable(f"images://{blocker}")
+    with pytest.raises(StreamfuseError, match="cannot write to folder"):
+        open_sink(str(blocker / "sub" / "out.mkv"))
+    check_writable(str(tmp_path / "new" / "deeper" / "out.mp4"))  # missing folders are fine: created
+    assert sorted(p.name for p in (tmp_path / "new" / "deeper").iterdir()) == []  # the probe is gone
+
+
+def test_display_without_window_support_is_clear():
+    from streamfuse.io.sinks import display_unavailable_reason
+
+    reason = display_unavailable_reason()
+    if reason is None:
+        pytest.skip("this machine can open an OpenCV window")
+    with pytest.raises(StreamfuseError) as err:
+        open_sink("display://")
+    assert str(err.value) == f"display://: {reason}"
+
+
+def test_null_sink_counts_and_options_are_checked():
+    with open_sink("null://") as sink:
+        for i in range(5):
+            sink.write(np.zeros((4, 4), np.uint8), i)
+    assert sink.frames_written == 5
+    with pytest.raises(StreamfuseError, match="write after close"):
+        sink.write(np.zeros((4, 4), np.uint8), 6)
+    with pytest.raises(StreamfuseError, match="unknown option 'pre_set'.*did you mean 'preset'"):
+        open_sink("out.mp4", pre_set="fast")
+
+
+def test_mosaic_side_by_side():
+    ir = np.full((120, 160), 50, np.uint8)
+    vis = np.full((240, 320, 3), 100, np.uint8)
+    fused = np.full((240, 320, 3), 200, np.uint8)
+    out = mosaic(ir, vis, fused)
+    assert out.shape == (240, 960, 3) and out.dtype == np.uint8
+    assert out[0, 0, 0] == 50 and out[0, 320, 0] == 100 and out[0, 959, 0] == 200
+    assert mosaic(np.zeros((240, 320), np.uint16) + 256 * 80, vis, fused)[0, 0, 0] == 80
