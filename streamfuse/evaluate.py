@@ -264,10 +264,12 @@ def score_video(fused, ir, vis) -> dict[str, float]:
 # ------------------------------------------------------------------ reports
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float, like: float | None = None) -> str:
+    """3 decimals below 10, else 2 (``like``: the value whose size sets the decimals)."""
     if not math.isfinite(x):
         return str(x)
-    return f"{x:.2f}" if abs(x) >= 10 else f"{x:.3f}"
+    ref = x if like is None or not math.isfinite(like) else like
+    return f"{x:.2f}" if abs(ref) >= 10 else f"{x:.3f}"
 
 
 def best_methods(summary, name: str) -> set[str]:
@@ -289,7 +291,7 @@ def markdown_table(scores: Scores) -> str:
         cells = []
         for name in scores.metrics:
             mean, std, count = per[name]
-            text = _fmt(mean) if count <= 1 else f"{_fmt(mean)} ± {_fmt(std)}"
+            text = _fmt(mean) if count <= 1 else f"{_fmt(mean)} ± {_fmt(std, mean)}"
             cells.append(f"**{text}**" if method in best[name] else text)
         lines.append(f"| {method} | {n_img} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
