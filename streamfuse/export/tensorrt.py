@@ -148,12 +148,14 @@ def default_timing_cache(target: dict, cache_dir: str | Path | None = None) -> P
     return Path(cache_dir or engines_dir()) / f"{slug.strip('-').lower()}.timing"
 
 
-def model_shapes(spec, vis_hw: tuple[int, int], ir_hw: tuple[int, int] | None = None, batch: int = 1) -> dict:
+def model_shapes(spec, vis_hw: tuple[int, int], ir_hw: tuple[int, int] | None = None, batch: int = 1,
+                 variant: str | None = None) -> dict:
     """Engine input shapes for visible frames of ``vis_hw`` (h, w): padded the way ``Fuser.fuse`` pads."""
-    m = math.lcm(spec.pad_multiple, spec.ir_scale)
+    scale = spec.ir_scale_for(variant)
+    m = math.lcm(spec.pad_multiple, scale)
     h, w = (-(-vis_hw[0] // m) * m, -(-vis_hw[1] // m) * m)
     if ir_hw is None:
-        ir_hw = (h // spec.ir_scale, w // spec.ir_scale)
+        ir_hw = (h // scale, w // scale)
     return {"ir": (batch, 1, int(ir_hw[0]), int(ir_hw[1])), "vis": (batch, 1, h, w)}
 
 
@@ -239,6 +241,6 @@ def engine_for(spec, variant: str, precision: str, vis_hw: tuple[int, int], ir_h
     onnx_path = Path(onnx_path) if onnx_path else spec.onnx_path(variant)
     if not onnx_path.exists():
         raise StreamfuseError(f"{onnx_path}: ONNX graph for '{spec.name}' not found (export it: python run.py export --model {spec.name})")
-    return cached_engine(onnx_path, precision, model_shapes(spec, vis_hw, ir_hw), target, build=build_engine,
+    return cached_engine(onnx_path, precision, model_shapes(spec, vis_hw, ir_hw, variant=variant), target, build=build_engine,
                          cache_dir=cache_dir, force=force, workspace=workspace,
                          timing_cache=default_timing_cache(target, cache_dir))

@@ -129,7 +129,7 @@ def test_engine_is_reused_and_runs_on_gpu_tensors(model, variant, tmp_path, capl
     from streamfuse.export.tensorrt import model_shapes
 
     h, w = vis.shape
-    shapes = model_shapes(spec, (h, w))
+    shapes = model_shapes(spec, (h, w), variant=variant)
     vis_p = _reflect_pad(vis[None], *shapes["vis"][2:])
     ir_p = _reflect_pad(second._fit_ir(ir[None], (h, w)), *shapes["ir"][2:])
     out = second.run_torch(torch.from_numpy(ir_p[:, None]).cuda(), torch.from_numpy(vis_p[:, None]).cuda())

@@ -35,7 +35,7 @@ def test_fp16_fused_output_matches_fp32(model, variant):
 @pytest.mark.parametrize("model, variant", shipped_graphs())
 def test_no_activation_beyond_fp16_range(model, variant):
     r = report(model, variant)
-    assert len(r.layers) > 10
+    assert "fused" in {layer.tensor for layer in r.layers}
     assert all(np.isfinite(layer.max_abs) for layer in r.layers), r.text()
     assert r.worst.max_abs < FP16_MAX, r.text()
 

@@ -70,6 +70,9 @@ def test_model_shapes_pad_like_the_fuser():
     spec = get_model("res2netfuse")
     assert model_shapes(spec, (512, 640)) == {"ir": (1, 1, 512, 640), "vis": (1, 1, 512, 640)}
     assert model_shapes(spec, (450, 620), ir_hw=(450, 620))["vis"] == (1, 1, 450, 620)
+    ddcgan = get_model("ddcgan")  # x4: IR at a quarter of the size, visible padded to a multiple of 4
+    assert model_shapes(ddcgan, (450, 622), variant="x4") == {"ir": (1, 1, 113, 156), "vis": (1, 1, 452, 624)}
+    assert model_shapes(ddcgan, (450, 622), variant="x1") == {"ir": (1, 1, 452, 624), "vis": (1, 1, 452, 624)}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")

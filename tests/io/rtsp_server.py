@@ -43,6 +43,7 @@ def main() -> int:
         name, path = spec.split("=", 1)
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)
+        factory.set_latency(20)  # ms held in the jitter buffer: a publisher's teardown must not lose frames
         factory.set_launch("( rtph264depay name=depay0 ! h264parse ! "
                            f'video/x-h264,stream-format=byte-stream,alignment=au ! filesink location="{path}" )')
         mounts.add_factory(f"/{name}", factory)

@@ -1,0 +1,60 @@
+"""Every CPU backend runs the shipped Res2NetFuse and agrees with the others on real pairs."""
+import numpy as np
+import pytest
+
+from streamfuse import StreamfuseError
+from streamfuse.backends import available_backends, load_fuser
+from streamfuse.color import normalize_ir, split_luma
+from streamfuse.io.images import read_image
+
+STEMS = ["Kaptein_1654", "Farm", "DHV_163"]  # 620x450, 472x371 colour visible, 280x280
+
+
+def real_pair(tno, stem):
+    ir = normalize_ir(read_image(tno / "ir" / f"{stem}.bmp"))
+    vis = split_luma(read_image(tno / "vis" / f"{stem}.bmp"))[0]
+    return ir, vis
+
+
+@pytest.mark.parametrize("variant", ["l1", "mean"])
+def test_onnxruntime_torch_openvino_agree(tno, variant):
+    pytest.importorskip("torch")
+    backends = [b for b in ("onnxruntime", "torch", "openvino") if b in available_backends()]
+    fusers = {b: load_fuser("res2netfuse", backend=b, device="cpu", variant=variant) for b in backends}
+    for stem in STEMS:
+        ir, vis = real_pair(tno, stem)
+        outs = {b: f.fuse(ir, vis) for b, f in fusers.items()}
+        ref = outs["onnxruntime"]
+        assert ref.shape == vis.shape and ref.dtype == np.float32
+        for b, out in outs.items():
+            assert np.abs(out - ref).max() <= 1e-4, f"{b} vs onnxruntime on {stem}: {np.abs(out - ref).max():.2e}"
+
+
+def test_batch_equals_single(tno):
+    f = load_fuser("res2netfuse", backend="onnxruntime", device="cpu")
+    ir, vis = real_pair(tno, "Kaptein_1654")
+    batch = f.fuse(np.stack([ir, ir[::-1]]), np.stack([vis, vis[::-1]]))
+    assert np.abs(batch[0] - f.fuse(ir, vis)).max() <= 1e-5
+    assert np.abs(batch[1] - f.fuse(ir[::-1], vis[::-1])).max() <= 1e-5
+
+
+def test_auto_picks_an_available_cpu_backend():
+    f = load_fuser("res2netfuse", backend="auto", device="cpu")
+    assert f.backend in available_backends() and f.device == "cpu"
+
+
+def test_ir_of_another_size_is_resized_with_a_warning(caplog):
+    f = load_fuser("res2netfuse", backend="onnxruntime", device="cpu")
+    out = f.fuse(np.random.rand(30, 40).astype(np.float32), np.random.rand(60, 80).astype(np.float32))
+    assert out.shape == (60, 80)
+    assert "resized to 80x60" in caplog.text
+
+
+def test_unknown_backend_suggests():
+    with pytest.raises(StreamfuseError, match="did you mean 'onnxruntime'"):
+        load_fuser("res2netfuse", backend="onnxruntim")
+
+
+def test_unknown_device():
+    with pytest.raises(StreamfuseError, match="unknown device 'tpu'"):
+        load_fuser("res2netfuse", backend="onnxruntime", device="tpu")

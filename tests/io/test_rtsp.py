@@ -1,0 +1,116 @@
+"""RTSP against a real server on 127.0.0.1 (gst-rtsp-server, tests/io/rtsp_server.py): read the bundled
+sample, survive the server being killed mid-stream and restarted, give up cleanly when it stays
+away, and publish with the RTSP sink."""
+from __future__ import annotations
+
+import time
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from clips import m3svd_frames, write_clip
+from streamfuse import SAMPLE_DIR
+from streamfuse.io.frame import EndOfStream, SourceError
+from streamfuse.io.sinks import open_sink
+from streamfuse.io.sources import open_source
+
+pytestmark = pytest.mark.rtsp
+
+
+@pytest.fixture
+def long_clip(tmp_path):
+    """5 s at 30 fps (the M3SVD sequence back and forth), small so the server starts it fast."""
+    _, viss = m3svd_frames(20)
+    loop = viss + viss[::-1]
+    return write_clip(tmp_path / "long.mp4", [loop[i % 40] for i in range(150)], 30)
+
+
+def read_all(src, on_frame=None):
+    frames = []
+    while True:
+        try:
+            frame = src.read(timeout=1.0)
+        except EndOfStream:
+            return frames
+        if frame is not None:
+            frames.append(frame)
+            if on_frame:
+                on_frame(len(frames))
+
+
+def test_read_the_sample_over_rtsp(rtsp_server):
+    server = rtsp_server(play={"ir": SAMPLE_DIR / "ir.mp4", "vis": SAMPLE_DIR / "vis.mp4"})
+    with open_source(server.url("ir"), kind="ir") as ir, open_source(server.url("vis"), kind="vis") as vis:
+        assert ir.is_live and ir.size == (640, 480) and ir.frame_count is None
+        ir_frames, vis_frames = read_all(ir), read_all(vis)
+    assert len(ir_frames) == len(vis_frames) == 20  # a recording played to its end: EndOfStream
+    assert ir_frames[0].image.shape == (480, 640) and vis_frames[0].image.shape == (480, 640, 3)
+    file_frames = list(open_source(str(SAMPLE_DIR / "vis.mp4")))
+    assert np.abs(vis_frames[5].image.astype(int) - file_frames[5].image).mean() < 1  # same bitstream
+    # stream clock: spacing from the RTP timestamps, 1/30 s, not network jitter (the first RTP packet
+    # has no time yet, so frame 0 is placed one nominal period before frame 1)
+    steps = np.diff([f.pts_ns for f in vis_frames]) / 1e6
+    assert steps[1:] == pytest.approx(np.full(18, 1000 / 30), abs=0.01)
+    assert steps[0] == pytest.approx(1000 / vis.fps, abs=0.01)
+    assert ir.reconnects == 0 and ir.corrupt_packets == 0
+
+
+def test_reconnects_after_server_restart(rtsp_server, long_clip):
+    server = rtsp_server(play={"cam": long_clip})
+    src = open_source(server.url("cam"), kind="vis", backoff=0.2, read_timeout=2)
+
+    def restart_once(count):
+        if count == 30:
+            server.stop()  # killed mid-stream, as a crashed camera server would be
+            time.sleep(0.5)
+            server.start()  # back on the same port
+
+    frames = read_all(src, restart_once)
+    src.close()
+    assert src.reconnects == 1
+    # the frames before the cut, then the whole recording again (the server restarts it)
+    assert 150 + 30 <= len(frames) < 300
+    pts = [f.pts_ns for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:]))  # time runs on across the reconnect
+    assert [f.seq for f in frames] == list(range(len(frames)))
+
+
+def test_gives_up_when_the_server_stays_away(rtsp_server, long_clip):
+    server = rtsp_server(play={"cam": long_clip})
+    src = open_source(server.url("cam"), backoff=0.1, max_backoff=0.2, max_retries=3, read_timeout=2)
+    assert src.read(timeout=5) is not None
+    server.stop()
+    with pytest.raises(SourceError, match=r"connection lost .* 3 reconnect tries failed"):
+        read_all(src)
+    assert src.reconnects == 0
+
+
+def test_read_returns_none_while_waiting_to_reconnect(rtsp_server, long_clip):
+    server = rtsp_server(play={"cam": long_clip})
+    src = open_source(server.url("cam"), backoff=1.0, max_retries=None, read_timeout=2)
+    assert src.read(timeout=5) is not None
+    server.stop()
+    outcomes = set()
+    for _ in range(200):  # the buffered frames, then the lost connection, then a timeout
+        frame = src.read(timeout=0.2)
+        outcomes.add(frame is None)
+        if frame is None:
+            break
+    assert True in outcomes
+    src.close()
+
+
+def test_publish_with_the_rtsp_sink(rtsp_server, tmp_path):
+    received = tmp_path / "received.h264"
+    server = rtsp_server(record={"fused": received})
+    _, viss = m3svd_frames(20)
+    with open_sink(server.url("fused"), fps=30) as sink:
+        for i, img in enumerate(viss):
+            sink.write(img, round(i * 1e9 / 30))
+    time.sleep(0.5)  # let the server write what it got
+    with av.open(str(received), format="h264") as c:
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    assert len(frames) == 20
+    assert np.abs(frames[10].astype(int) - viss[10]).mean() < 6

@@ -1,0 +1,156 @@
+"""``run.py eval``: real image files, real ONNX Runtime sessions, real PyAV-encoded videos."""
+from __future__ import annotations
+
+import csv
+import logging
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from streamfuse import StreamfuseError
+from streamfuse import evaluate as ev
+from streamfuse.cli import main
+
+
+def scene(seed, h=48, w=64):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = 60 + 90 * np.sin(x / (4.0 + seed)) * np.cos(y / 7.0) + rng.normal(0, 5, (h, w))
+    img[h // 3:h // 2, w // 4:w // 2] = 230 - 40 * seed
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """data/{ir,vis} with 3 pairs, and two methods' fused folders (the second misses one stem)."""
+    stems = ["a", "b", "c"]
+    for k, stem in enumerate(stems):
+        ir, vis = scene(2 * k), scene(2 * k + 1)
+        (tmp_path / "data" / "ir").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / "vis").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "data" / "ir" / f"{stem}.png"), ir)
+        cv2.imwrite(str(tmp_path / "data" / "vis" / f"{stem}.png"), cv2.cvtColor(vis, cv2.COLOR_GRAY2BGR))
+        for method in ("mean", "brightest"):
+            if method == "brightest" and stem == "b":
+                continue
+            fused = ((ir.astype(np.uint16) + vis) // 2).astype(np.uint8) if method == "mean" else np.maximum(ir, vis)
+            (tmp_path / method).mkdir(exist_ok=True)
+            cv2.imwrite(str(tmp_path / method / f"{stem}.png"), fused)
+    return tmp_path
+
+
+def test_fused_folders_missing_stems_are_listed_and_the_rest_scored(dataset, caplog):
+    with caplog.at_level(logging.WARNING, logger="streamfuse"):
+        scores = ev.score_folders(dataset / "data" / "ir", dataset / "data" / "vis",
+                                  [dataset / "mean", dataset / "brightest"], ["EN", "SD", "Qabf"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "1 of 3 source stems have no fused image" in warnings[0] and warnings[0].endswith("missing: b")
+    assert sorted(scores.table["mean"]) == ["a", "b", "c"]
+    assert sorted(scores.table["brightest"]) == ["a", "c"]
+    assert scores.summary()["brightest"]["EN"][2] == 2
+
+
+def test_eval_cli_writes_reports_with_best_marked(dataset, capsys):
+    out = dataset / "report"
+    code = main(["eval", "--ir", str(dataset / "data" / "ir"), "--vis", str(dataset / "data" / "vis"),
+                 "--fused", str(dataset / "mean"), "--fused", str(dataset / "brightest"),
+                 "--metrics", "SD,Nabf,PSNR", "--out", str(out)])
+    assert code == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert {(r["method"], r["metric"]) for r in rows} == {(m, k) for m in ("mean", "brightest") for k in ("SD", "Nabf", "PSNR")}
+    for metric, higher in (("SD", True), ("Nabf", False), ("PSNR", True)):
+        pair = {r["method"]: r for r in rows if r["metric"] == metric}
+        means = {m: float(r["mean"]) for m, r in pair.items()}
+        winner = (max if higher else min)(means, key=means.get)
+        if means["mean"] != means["brightest"]:
+            assert pair[winner]["best"] == "1" and sum(r["best"] == "1" for r in pair.values()) == 1
+    md = (out / "results.md").read_text()
+    assert "| method | n | SD ↑ | Nabf ↓ | PSNR ↑ |" in md and "**" in md
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape[0] > 2 * ev.TILE_H  # rows a and c (b lacks a method)
+    assert len(list(csv.DictReader(open(out / "per_image.csv")))) == 5
+
+
+def test_size_mismatch_names_the_files(dataset):
+    cv2.imwrite(str(dataset / "mean" / "c.png"), scene(9, 40, 50))
+    with pytest.raises(StreamfuseError, match=r"mean/c.png is 50x40 but its source .*ir/c.png is 64x48"):
+        ev.score_folders(dataset / "data" / "ir", dataset / "data" / "vis", [dataset / "mean"], ["EN"])
+
+
+def test_unreadable_fused_file_is_named(dataset):
+    (dataset / "mean" / "a.png").write_bytes(b"\x89PNG truncated")
+    assert main(["eval", "--ir", str(dataset / "data" / "ir"), "--vis", str(dataset / "data" / "vis"),
+                 "--fused", str(dataset / "mean"), "--out", str(dataset / "r")]) == 2
+    with pytest.raises(StreamfuseError, match=r"mean/a.png: cannot decode"):
+        ev.score_folders(dataset / "data" / "ir", dataset / "data" / "vis", [dataset / "mean"], ["EN"])
+
+
+def test_eval_needs_exactly_one_mode(dataset):
+    with pytest.raises(StreamfuseError, match="exactly one of"):
+        from streamfuse.cli import build_parser, cmd_eval
+
+        cmd_eval(build_parser().parse_args(["eval", "--fused", "x", "--models", "all"]))
+
+
+def test_models_mode_fuses_with_baselines_on_onnxruntime(dataset):
+    scores = ev.fuse_and_score("average,max,laplacian", dataset / "data", dataset / "out", ["SD", "Nabf"])
+    assert list(scores.table) == ["average", "max", "laplacian"]
+    for method in scores.table:
+        for stem in "abc":
+            assert (dataset / "out" / "fused" / method / f"{stem}.png").is_file()
+    # the average never makes an edge stronger than both sources (up to uint8 rounding): ~no artefacts
+    # by Nabf, while choose-max pyramid details do add some
+    summary = scores.summary()
+    assert summary["average"]["Nabf"][0] < 1e-5 < summary["laplacian"]["Nabf"][0]
+    # the pixel maximum is brighter and more contrasted than the average
+    assert summary["max"]["SD"][0] > summary["average"]["SD"][0]
+
+
+def test_all_includes_the_baselines():
+    chosen = [name for name, _ in ev.resolve_models("all")]
+    assert {"average", "max", "laplacian"} <= set(chosen)
+
+
+def write_video(path, frames, fps=10):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        stream.options = {"crf": "10"}
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(cv2.cvtColor(f, cv2.COLOR_GRAY2RGB), format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_video_mode_scores_flicker_from_encoded_videos(tmp_path, caplog):
+    ir = [np.roll(scene(1), 2 * t, axis=1) for t in range(8)]
+    vis = [np.roll(scene(2), -t, axis=0) for t in range(8)]
+    stable = [((i.astype(np.uint16) + v) // 2).astype(np.uint8) for i, v in zip(ir, vis)]
+    pumping = [np.clip(f.astype(np.int16) + 40 * (t % 2), 0, 255).astype(np.uint8) for t, f in enumerate(stable)]
+    for name, frames in (("ir", ir), ("vis", vis), ("stable", stable), ("pumping", pumping)):
+        write_video(tmp_path / f"{name}.mp4", frames)
+    # sources as image folders (the other accepted form), one frame short of the videos
+    for name, frames in (("ir", ir), ("vis", vis)):
+        (tmp_path / name).mkdir()
+        for t, f in enumerate(frames[:7]):
+            cv2.imwrite(str(tmp_path / name / f"{t:03d}.png"), f)
+    steady = ev.score_video(tmp_path / "stable.mp4", tmp_path / "ir.mp4", tmp_path / "vis.mp4")
+    with caplog.at_level(logging.WARNING, logger="streamfuse"):
+        flicker = ev.score_video(tmp_path / "pumping.mp4", tmp_path / "ir", tmp_path / "vis")
+    assert "frame counts differ: scored the first 7 frames; left over: fused 1" in caplog.text
+    assert flicker["Flicker"] > 10 * max(steady["Flicker"], 0.1)
+    assert flicker["TSI"] > steady["TSI"]
+    out = tmp_path / "report"
+    assert main(["eval", "--video", str(tmp_path / "stable.mp4"), "--video", str(tmp_path / "pumping.mp4"),
+                 "--ir", str(tmp_path / "ir.mp4"), "--vis", str(tmp_path / "vis.mp4"), "--out", str(out)]) == 0
+    md = (out / "results.md").read_text()
+    assert "| stable |" in md and "| pumping |" in md and "Flicker ↓" in md
+
+
+def test_video_mode_rejects_bad_sources(tmp_path):
+    (tmp_path / "junk.mp4").write_bytes(b"no video here")
+    with pytest.raises(StreamfuseError, match="junk.mp4: cannot open as a video"):
+        ev.score_video(tmp_path / "junk.mp4", tmp_path / "junk.mp4", tmp_path / "junk.mp4")
+    with pytest.raises(StreamfuseError, match="missing.mp4: no such video file or image folder"):
+        ev.score_video(tmp_path / "missing.mp4", tmp_path / "junk.mp4", tmp_path / "junk.mp4")

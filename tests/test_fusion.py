@@ -1,0 +1,64 @@
+"""Fusion of real pairs end to end: sizes, colour, and that both sources survive."""
+import cv2
+import numpy as np
+import pytest
+
+from streamfuse.backends import load_fuser
+from streamfuse.color import to_gray
+from streamfuse.fusion import fuse_images
+from streamfuse.io.images import pair_folders, read_image
+
+
+def corr(a, b):
+    return float(np.corrcoef(a.ravel().astype(np.float64), b.ravel().astype(np.float64))[0, 1])
+
+
+def thermal_contrast(img, ir):
+    """Mean of ``img`` over the hottest 5% of IR pixels minus its mean over the rest."""
+    hot = ir >= np.percentile(ir, 95)
+    return float(img[hot].mean() - img[~hot].mean())
+
+
+@pytest.fixture(scope="module")
+def fuser():
+    return load_fuser("res2netfuse", backend="onnxruntime", device="cpu")
+
+
+def test_colour_output_keeps_size_dtype_and_visible_chroma(tno, fuser):
+    ir = to_gray(read_image(tno / "ir" / "Farm.bmp"))
+    vis = read_image(tno / "vis" / "Farm.bmp")
+    assert vis.ndim == 3  # Farm is the colour TNO pair
+    out = fuse_images(fuser, ir, vis)
+    assert out.shape == vis.shape and out.dtype == np.uint8
+    out_c = cv2.cvtColor(out, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(int)
+    vis_c = cv2.cvtColor(vis, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(int)
+    # uint8 YCrCb -> BGR -> YCrCb: rounding and gamut clipping move chroma by a few levels at most
+    diff = np.abs(out_c - vis_c)
+    assert np.median(diff) <= 1 and np.percentile(diff, 99) <= 4
+
+
+def test_gray_visible_gives_gray_output(tno, fuser):
+    vis = read_image(tno / "vis" / "Kaptein_1654.bmp")
+    assert vis.ndim == 2
+    assert fuse_images(fuser, to_gray(read_image(tno / "ir" / "Kaptein_1654.bmp")), vis).shape == vis.shape
+
+
+def test_fused_image_carries_both_sources(tno, fuser):
+    """On every TNO pair: the fused image is closer to each source than the sources are to each
+    other (a copy of one source fails this), and the IR's hot targets keep at least half their
+    contrast against the background."""
+    pairs, _, _ = pair_folders(tno / "ir", tno / "vis")
+    for stem, ir_path, vis_path in pairs:
+        ir = to_gray(read_image(ir_path))
+        vis = to_gray(read_image(vis_path))
+        fused = fuse_images(fuser, ir, vis)
+        floor = max(corr(ir, vis), 0.0)
+        assert corr(fused, ir) > floor and corr(fused, vis) > floor, stem
+        assert thermal_contrast(fused, ir) >= 0.5 * thermal_contrast(ir, ir), stem
+
+
+def test_16bit_ir_is_fused(fuser):
+    ir16 = (np.linspace(0, 1, 64 * 80).reshape(64, 80) * 12000 + 20000).astype(np.uint16)
+    vis = np.random.default_rng(1).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    out = fuse_images(fuser, ir16, vis)
+    assert out.shape == (64, 80, 3) and out.dtype == np.uint8

@@ -1,0 +1,89 @@
+"""train/metafusion.py (named test_train_metafusion.py: pytest cannot hold two test_metafusion.py
+modules without packages, and a tests/train package would shadow the real ``train`` package)."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+
+from streamfuse.models.metafusion import MetaFusion  # noqa: E402
+from train.common import REPO  # noqa: E402
+from train.metafusion import compute_losses, contrast_loss, downsample, draw_offsets, draw_scales, lr_size, train  # noqa: E402
+
+CFG = yaml.safe_load((REPO / "train" / "configs" / "metafusion.yaml").read_text())
+
+
+def tiny_batch(n=2, size=24, seed=0):
+    """A warm blob in the IR, a texture in the visible image."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    centre = torch.rand(n, 2, 1, 1, generator=g) - 0.5
+    ir = torch.exp(-((xx - centre[:, :1]) ** 2 + (yy - centre[:, 1:]) ** 2) * 8)[:, None]
+    vis = (0.5 + 0.3 * torch.sin(xx * 9 + torch.rand(n, 1, 1, generator=g) * 6))[:, None]
+    return ir.clamp(0, 1), vis.clamp(0, 1)
+
+
+def test_walds_protocol_inputs():
+    rng = np.random.default_rng(0)
+    draws = [draw_scales(CFG, rng) for _ in range(200)]
+    assert {r for r, _ in draws} == set(CFG["ir_scales"])
+    assert 0.3 < np.mean([v == 1.0 for _, v in draws]) < 0.8  # the visible is often at full size
+    assert lr_size(96, 4) == 24 and lr_size(96, 2.4) == 40
+    hr = torch.rand(2, 1, 96, 96)
+    assert downsample(hr, 40).shape == (2, 1, 40, 40)
+    assert downsample(hr, 96) is hr
+
+
+def test_contrast_loss_prefers_keeping_the_contrast_of_the_sources():
+    ir, vis = tiny_batch()
+    offsets = draw_offsets(3, 8, np.random.default_rng(0))
+    average = 0.5 * (ir + vis)
+    selected = torch.where((ir - 0.5).abs() > (vis - 0.5).abs(), ir, vis)  # keeps each source's extremes
+    assert contrast_loss(selected, ir, vis, offsets) < contrast_loss(average, ir, vis, offsets)
+    assert contrast_loss(average, ir, vis, offsets) < contrast_loss(torch.full_like(ir, 0.5), ir, vis, offsets)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.005])
+@pytest.mark.parametrize("scales", [(2.0, 1.0), (3.0, 1.5)])
+def test_one_step_lowers_the_loss(lam, scales):
+    torch.manual_seed(0)
+    model = MetaFusion(channels=4, blocks=1).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    ir, vis = tiny_batch()
+    offsets = draw_offsets(3, 4, np.random.default_rng(1))
+    before = compute_losses(model, ir, vis, *scales, lam, offsets)
+    assert (before["contrast"] if lam else before["fuse"]).isfinite()
+    opt.zero_grad()
+    before["loss"].backward()
+    opt.step()
+    with torch.no_grad():
+        after = compute_losses(model, ir, vis, *scales, lam, offsets)
+    assert after["loss"].item() < before["loss"].item()
+
+
+def test_train_resume_and_ship(tmp_path):
+    import onnxruntime as ort
+
+    if not (REPO.parent / "shared" / "data" / "train").is_dir():
+        pytest.skip("training pairs ../shared/data/train not present")
+    cfg = {**CFG, "channels": 4, "blocks": 1, "patch": 24, "batch_size": 1, "steps": 1, "finetune_steps": 1,
+           "log_every": 1, "checkpoint_every": 1}
+    run_dir, out = tmp_path / "run", tmp_path / "out"
+    run_dir.mkdir()
+    train(cfg, "cpu", run_dir, out)
+    train({**cfg, "finetune_steps": 2}, "cpu", run_dir, out, resume=True)  # one more contrast step
+    rows = (run_dir / "losses.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    record = json.loads((out / "metafusion.json").read_text())
+    assert record["resumed_from"] == 2 and record["onnx"] == ["metafusion.onnx", "metafusion-x2.onnx", "metafusion-x4.onnx"]
+    state = torch.load(out / "metafusion.pt", weights_only=True)
+    model = MetaFusion(channels=4, blocks=1).freeze(2)
+    model.load_state_dict(state)
+    ir, vis = np.random.rand(1, 1, 20, 28).astype(np.float32), np.random.rand(1, 1, 40, 56).astype(np.float32)
+    got = ort.InferenceSession(str(out / "metafusion-x2.onnx"), providers=["CPUExecutionProvider"]).run(
+        ["fused"], {"ir": ir, "vis": vis})[0]
+    with torch.no_grad():
+        want = model.eval()(torch.from_numpy(ir), torch.from_numpy(vis)).numpy()
+    assert np.abs(got - want).max() <= 1e-4
