@@ -242,8 +242,39 @@ def cmd_run(args) -> int:
     return 130 if stats.stopped_by == "interrupted" else 0
 
 
+# ---------------------------------------------------------------- bench
+def add_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default="res2netfuse", help="comma-separated model names (default res2netfuse)")
+    p.add_argument("--backends", default="onnxruntime,openvino,torch,tensorrt",
+                   help="comma-separated backends; ones not installed get a 'not available here' row")
+    p.add_argument("--sizes", default="640x512,1280x1024", help="comma-separated WxH (default 640x512,1280x1024)")
+    p.add_argument("--frames", type=int, default=20, help="frames per measurement (default 20)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads of CPU backends (default 1)")
+    p.add_argument("--onnx", default=None, help="ONNX graph for onnxruntime/openvino instead of the shipped one")
+    p.add_argument("--out", default="docs/benchmarks", help="writes <out>.json and <out>.md (default docs/benchmarks)")
+
+
+def cmd_bench(args) -> int:
+    from streamfuse.bench import parse_sizes, run_bench
+
+    doc = run_bench(models=[m.strip() for m in args.models.split(",") if m.strip()],
+                    backends=[b.strip() for b in args.backends.split(",") if b.strip()],
+                    sizes=parse_sizes(args.sizes), frames=args.frames, out=args.out, threads=args.threads,
+                    onnx_path=args.onnx)
+    for r in doc["rows"]:
+        if r["status"] == "ok":
+            print(f"{r['model']:12s} {r['backend']:12s} {r['size']:10s} model {r['model_only']['fps']:7.2f} fps "
+                  f"({r['model_only']['ms_p50']:.1f} ms p50)  pipeline {r['pipeline']['fps']:7.2f} fps "
+                  f"({r['pipeline_over_model']:.2f}x)  serial {r['serial']['fps']:7.2f} fps")
+        else:
+            print(f"{r['model']:12s} {r['backend']:12s} {r['size']:10s} {r['status']}")
+    print(f"wrote {args.out}.md and {args.out}.json")
+    return 0
+
+
 COMMANDS = {
     "run": (add_run, cmd_run, "fuse an IR and a visible video stream (files, image sequences, RTSP, V4L2)"),
+    "bench": (add_bench, cmd_bench, "benchmark model-only, pipeline and serial-loop fps per backend and size"),
     "fuse": (add_fuse, cmd_fuse, "fuse IR/visible image pairs (files or folders paired by stem)"),
     "models": (add_models, cmd_models, "list the registered models and their weights"),
     "eval": (add_eval, cmd_eval, "score fused images or videos with fusion quality metrics; Markdown/CSV reports"),

@@ -1,0 +1,251 @@
+"""Benchmarks: model-only, full pipeline and a naive serial loop, per model x backend x resolution.
+
+For each resolution two real H.264 MP4 files (IR and visible, 30 fps) are made from the M3SVD video
+frames in ../shared/data (or the bundled sample), resized to that size. Then, for each model and
+backend, in one run:
+
+- model only: ``Fuser.fuse`` on decoded frames already in memory (after 2 warm-up calls): median
+  and p95 latency, and fps = frames / total time;
+- pipeline: ``Pipeline.run`` on the two files (decode both, pair by pts, register, fuse, colour,
+  encode an MP4): frames written / seconds from the first read to the last write;
+- naive serial loop: the same work one step after the other in one thread (read IR, read VIS,
+  fuse, colour, encode), as a plain script would do it.
+
+Results go to ``<out>.json`` (every number and the machine) and ``<out>.md`` (a table).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from streamfuse import REPO_DIR, SAMPLE_DIR, StreamfuseError
+
+log = logging.getLogger("streamfuse")
+
+ALL_BACKENDS = ("onnxruntime", "openvino", "torch", "tensorrt")
+DEFAULT_SIZES = ((640, 512), (1280, 1024))
+FPS = 30
+M3SVD_DIRS = (REPO_DIR.parent / "shared" / "data" / "M3SVD", REPO_DIR.parent / "shared" / "data" / "train" / "M3SVD")
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for part in text.split(","):
+        try:
+            w, h = (int(v) for v in part.lower().split("x"))
+        except ValueError:
+            raise StreamfuseError(f"--sizes '{text}': expected WxH[,WxH...], e.g. 640x512,1280x1024") from None
+        if w < 16 or h < 16:
+            raise StreamfuseError(f"--sizes: {w}x{h} is too small (at least 16x16)")
+        sizes.append((w, h))
+    return sizes
+
+
+def source_frames() -> tuple[list[Path], list[Path], str]:
+    """(IR files, visible files, description): the M3SVD sequences, or the bundled sample."""
+    irs, viss = [], []
+    for root in M3SVD_DIRS:
+        if (root / "ir").is_dir():
+            for p in sorted((root / "ir").glob("*.png")):
+                irs.append(p)
+                viss.append(root / "vis" / p.name)
+    if irs:
+        return irs, viss, f"M3SVD, {len(irs)} frames of {len(irs) // 20} sequences"
+    sample = SAMPLE_DIR / "images"
+    irs = sorted((sample / "ir").glob("*"))
+    if not irs:
+        raise StreamfuseError(f"no frames to build benchmark clips: neither {M3SVD_DIRS[0]} nor {sample} exists")
+    return irs, [sample / "vis" / p.name for p in irs], "the bundled sample images"
+
+
+def make_clips(size: tuple[int, int], frames: int, folder: Path) -> tuple[Path, Path]:
+    """Two real H.264 MP4 files (IR gray, visible colour) of ``frames`` frames at ``size``, 30 fps."""
+    from streamfuse.io.sinks import open_sink
+
+    irs, viss, _ = source_frames()
+    w, h = size
+    paths = folder / f"ir_{w}x{h}.mp4", folder / f"vis_{w}x{h}.mp4"
+    sinks = [open_sink(str(p), crf=18, preset="veryfast", fps=FPS) for p in paths]
+    try:
+        for i in range(frames):
+            k = i % len(irs)  # run through the sequences; repeat them for long runs
+            ir = cv2.resize(cv2.imread(str(irs[k]), cv2.IMREAD_GRAYSCALE), size, interpolation=cv2.INTER_LINEAR)
+            vis = cv2.resize(cv2.imread(str(viss[k]), cv2.IMREAD_COLOR), size, interpolation=cv2.INTER_LINEAR)
+            pts = round(i * 1e9 / FPS)
+            sinks[0].write(ir, pts)
+            sinks[1].write(vis, pts)
+    finally:
+        for s in sinks:
+            s.close()
+    return paths
+
+
+def bench_model(fuser, ir_path: Path, vis_path: Path, frames: int, agc) -> dict:
+    """Model only: fuse() on prepared inputs held in memory."""
+    from streamfuse.color import normalize_ir, split_luma
+    from streamfuse.io.sources import open_source
+
+    inputs = []
+    with open_source(str(ir_path), kind="ir") as ir_src, open_source(str(vis_path), kind="vis") as vis_src:
+        for _ in range(min(frames, 8)):
+            ir, vis = ir_src.read(), vis_src.read()
+            inputs.append((normalize_ir(ir.image, agc), split_luma(vis.image)[0]))
+    for ir, vis in inputs[:2]:  # warm-up: first runs allocate
+        fuser.fuse(ir, vis)
+    times = []
+    for i in range(frames):
+        ir, vis = inputs[i % len(inputs)]
+        t0 = time.perf_counter()
+        fuser.fuse(ir, vis)
+        times.append(time.perf_counter() - t0)
+    ms = np.asarray(times) * 1000
+    return {"ms_p50": round(float(np.median(ms)), 2), "ms_p95": round(float(np.percentile(ms, 95)), 2),
+            "fps": round(frames / float(np.sum(times)), 3)}
+
+
+def bench_pipeline(fuser, ir_path: Path, vis_path: Path, frames: int, out: Path) -> dict:
+    from streamfuse.config import RunConfig
+    from streamfuse.pipeline import Pipeline
+
+    cfg = RunConfig(ir=str(ir_path), vis=str(vis_path), output=str(out), progress=False, mode="lossless")
+    stats = Pipeline(cfg, fuser=fuser).run()
+    if stats.written != frames:
+        raise StreamfuseError(f"benchmark pipeline wrote {stats.written} frames, expected {frames}")
+    return {"fps": stats.fps, "seconds": stats.seconds, "stages": stats.stages}
+
+
+def bench_serial(fuser, ir_path: Path, vis_path: Path, frames: int, out: Path, agc) -> dict:
+    """The naive loop: one frame of each file, fuse, colour, encode; nothing overlaps."""
+    from streamfuse.fusion import fuse_images
+    from streamfuse.io.sinks import open_sink
+    from streamfuse.io.sources import open_source
+
+    t0 = time.perf_counter()
+    n = 0
+    with open_source(str(ir_path), kind="ir") as ir_src, open_source(str(vis_path), kind="vis") as vis_src, \
+            open_sink(str(out), fps=FPS) as sink:
+        for ir, vis in zip(ir_src, vis_src):
+            sink.write(fuse_images(fuser, ir.image, vis.image, agc), vis.pts_ns)
+            n += 1
+    seconds = time.perf_counter() - t0
+    return {"fps": round(n / seconds, 3), "seconds": round(seconds, 3)}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "git_commit": commit, "load_avg_1min_at_start": load}
+
+
+def run_bench(models=("res2netfuse",), backends=ALL_BACKENDS, sizes=DEFAULT_SIZES, frames: int = 20,
+              out="docs/benchmarks", threads: int = 1, onnx_path=None, agc=(1.0, 99.0)) -> dict:
+    """Run every combination and write ``<out>.json`` and ``<out>.md``; returns the JSON document."""
+    from streamfuse.backends import BACKENDS, available_backends, load_fuser
+    from streamfuse.models import get_model
+
+    for m in models:
+        get_model(m)  # unknown names fail before any work
+    for b in backends:
+        if b not in BACKENDS:
+            raise StreamfuseError(f"unknown backend '{b}'; known: {', '.join(BACKENDS)}")
+    if frames < 2:
+        raise StreamfuseError("--frames must be at least 2")
+    have = set(available_backends())
+    rows = []
+    doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine(), "frames": frames, "threads": threads, "clips": source_frames()[2], "rows": rows}
+    with tempfile.TemporaryDirectory(prefix="streamfuse-bench-") as tmp:
+        tmp = Path(tmp)
+        for size in sizes:
+            log.info("bench: making %dx%d clips (%d frames)", size[0], size[1], frames)
+            ir_path, vis_path = make_clips(size, frames, tmp)
+            for model in models:
+                for backend in backends:
+                    row = {"model": model, "backend": backend, "size": f"{size[0]}x{size[1]}"}
+                    rows.append(row)
+                    if backend not in have:
+                        row["status"] = "not available here"
+                        continue
+                    try:
+                        extra = {"onnx_path": Path(onnx_path)} if onnx_path and backend in ("onnxruntime", "openvino") else {}
+                        fuser = load_fuser(model, backend=backend, device="cpu", threads=threads, **extra)
+                    except (StreamfuseError, ImportError, RuntimeError) as exc:
+                        row["status"] = f"could not load: {exc}"
+                        log.warning("bench %s/%s: %s", model, backend, exc)
+                        continue
+                    log.info("bench %s on %s at %s", model, backend, row["size"])
+                    row["variant"] = fuser.variant
+                    row["model_only"] = bench_model(fuser, ir_path, vis_path, frames, agc)
+                    row["pipeline"] = bench_pipeline(fuser, ir_path, vis_path, frames, tmp / "pipeline.mp4")
+                    row["serial"] = bench_serial(fuser, ir_path, vis_path, frames, tmp / "serial.mp4", agc)
+                    row["pipeline_over_model"] = round(row["pipeline"]["fps"] / row["model_only"]["fps"], 3)
+                    row["status"] = "ok"
+                    log.info("  model %.2f fps, pipeline %.2f fps (%.2fx), serial %.2f fps",
+                             row["model_only"]["fps"], row["pipeline"]["fps"], row["pipeline_over_model"],
+                             row["serial"]["fps"])
+                    fuser.close()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(doc))
+    return doc
+
+
+def markdown(doc: dict) -> str:
+    m = doc["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python run.py bench` on {doc['date']} (git {m['git_commit'] or '?'}): {m['cpu']}, "
+        f"{m['cpus']} CPUs, Python {m['python']}; {doc['frames']} frames per measurement, "
+        f"{doc['threads']} intra-op thread(s); clips made from {doc['clips']}, 30 fps H.264. "
+        f"1-minute load average at the start: {m['load_avg_1min_at_start']:.2f} (the machine is shared, "
+        "so absolute numbers move with the load; the three columns of one row are measured back to back).",
+        "",
+        "- **model only**: `Fuser.fuse` on frames already in memory (median / p95 latency, fps = frames / total).",
+        "- **pipeline**: `Pipeline.run` on the two MP4 files: decode both, pair by pts, register, fuse, colour, "
+        "encode an MP4 (threads and bounded queues, so decoding and encoding overlap inference).",
+        "- **serial**: the same work one step after the other in one thread.",
+        "",
+        "| model | backend | size | model ms p50 / p95 | model fps | pipeline fps | pipeline / model | serial fps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["rows"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['model']} | {r['backend']} | {r['size']} | {r['status']} | | | | |")
+            continue
+        mo, pl, se = r["model_only"], r["pipeline"], r["serial"]
+        lines.append(f"| {r['model']} ({r['variant']}) | {r['backend']} | {r['size']} | {mo['ms_p50']:.1f} / "
+                     f"{mo['ms_p95']:.1f} | {mo['fps']:.2f} | {pl['fps']:.2f} | {r['pipeline_over_model']:.2f} | "
+                     f"{se['fps']:.2f} |")
+    lines += ["", "Per-stage latency inside the pipeline (ms, p50 / p95):", "",
+              "| model | backend | size | prepare | model | colour | write |", "|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        if r["status"] == "ok":
+            st = r["pipeline"]["stages"]
+            cells = " | ".join(f"{st[k]['p50_ms']} / {st[k]['p95_ms']}" for k in ("prepare", "model", "colour", "write"))
+            lines.append(f"| {r['model']} | {r['backend']} | {r['size']} | {cells} |")
+    return "\n".join(lines) + "\n"
