@@ -1,0 +1,38 @@
+"""run.py bench on a tiny size: real clips, real ONNX Runtime, JSON and Markdown written."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streamfuse import StreamfuseError
+from streamfuse.bench import parse_sizes, run_bench
+from streamfuse.cli import main
+
+
+def test_bench_writes_json_and_markdown(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["bench", "--models", "average", "--backends", "onnxruntime,tensorrt", "--sizes", "96x64",
+                 "--frames", "4", "--out", str(out)])
+    assert code == 0
+    doc = json.loads(out.with_suffix(".json").read_text())
+    ok, absent = doc["rows"]
+    assert ok["status"] == "ok" and ok["size"] == "96x64" and ok["backend"] == "onnxruntime"
+    for part in ("model_only", "pipeline", "serial"):
+        assert ok[part]["fps"] > 0
+    assert ok["model_only"]["ms_p95"] >= ok["model_only"]["ms_p50"] > 0
+    assert ok["pipeline_over_model"] == pytest.approx(ok["pipeline"]["fps"] / ok["model_only"]["fps"], abs=1e-3)
+    assert ok["pipeline"]["stages"]["model"]["n"] == 4  # every frame went through the pipeline
+    assert absent["status"].startswith("not available here") or absent["status"].startswith("could not load")
+    md = out.with_suffix(".md").read_text()
+    assert "| average (default) | onnxruntime | 96x64 |" in md and "| average | tensorrt | 96x64 |" in md
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(StreamfuseError, match="--sizes '640'"):
+        parse_sizes("640")
+    with pytest.raises(StreamfuseError, match="unknown backend 'onnx'"):
+        run_bench(models=["average"], backends=["onnx"], sizes=[(64, 64)], frames=2)
+    with pytest.raises(StreamfuseError, match="unknown model 'res2net'"):
+        run_bench(models=["res2net"], backends=["onnxruntime"], sizes=[(64, 64)], frames=2)
