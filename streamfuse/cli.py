@@ -20,6 +20,7 @@ EPILOG = """examples:
   python run.py fuse --ir ir.png --vis vis.png -o fused.png
   python run.py fuse --ir data/TNO/ir --vis data/TNO/vis -o out/ --model res2netfuse --strategy mean
   python run.py models
+  python run.py calibrate --ir ir.mp4 --vis vis.mp4 --auto --sync -o calibration/rig.yaml
 """
 
 
@@ -272,6 +273,57 @@ def cmd_bench(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- calibrate
+def add_calibrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ir", required=True, help="IR input: image, video file, image folder/glob, rtsp://..., /dev/videoN")
+    p.add_argument("--vis", required=True, help="visible input (same kinds)")
+    p.add_argument("-o", "--output", required=True, help="calibration YAML to write, e.g. calibration/rig.yaml")
+    how = p.add_argument_group("method (one of)")
+    how.add_argument("--points", metavar="FILE", help="CSV/YAML of >= 4 point pairs ir_x,ir_y,vis_x,vis_y")
+    how.add_argument("--checkerboard", metavar="COLSxROWS", help="heated/back-lit board, inner corners, e.g. 9x6")
+    how.add_argument("--auto", action="store_true", help="automatic multimodal registration from the frames")
+    p.add_argument("--sync", action="store_true", help="also estimate the time offset from motion (alone: update "
+                   "the time offset of an existing -o file)")
+    p.add_argument("--frames", type=int, help="frame pairs used (default: auto 3, checkerboard 10)")
+    p.add_argument("--max-frames", type=int, default=300, help="frames read per stream (the --sync window; default 300)")
+    p.add_argument("--fps", type=float, help="frame rate of image-sequence inputs (default 30)")
+    p.add_argument("--fov-ratio", type=float, default=1.0,
+                   help="--auto: IR horizontal field of view / visible (default 1; searched 0.72-1.4x around it)")
+    p.add_argument("--model", choices=["similarity", "affine", "homography"], default="affine",
+                   help="--auto: the transform fitted (default affine)")
+    p.add_argument("--output-size", metavar="WxH", help="fused frame size (default: the visible / crop size)")
+    p.add_argument("--crop", metavar="X,Y,W,H", help="crop of the visible frame to fuse")
+    p.add_argument("--overlay", metavar="PNG", help="alignment picture (default <output>_overlay.png; '' for none)")
+    p.add_argument("--max-offset-s", type=float, help="--sync: largest offset searched (default: the clip length)")
+
+
+def _ints(text: str, sep: str, count: int, name: str, shape: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.lower().split(sep))
+    except ValueError:
+        vals = ()
+    if len(vals) != count:
+        raise StreamfuseError(f"{name} '{text}': expected {shape}")
+    return vals
+
+
+def cmd_calibrate(args) -> int:
+    from streamfuse.calibration.command import CalibrateOptions, run_calibration
+
+    opts = CalibrateOptions(
+        ir=args.ir, vis=args.vis, output=args.output, points=args.points, checkerboard=args.checkerboard,
+        auto=args.auto, sync=args.sync, frames=args.frames, max_frames=args.max_frames, fps=args.fps,
+        fov_ratio=args.fov_ratio, model=args.model, overlay=args.overlay, max_offset_s=args.max_offset_s,
+        output_size=_ints(args.output_size, "x", 2, "--output-size", "WxH, e.g. 640x512") if args.output_size else None,
+        crop=_ints(args.crop, ",", 4, "--crop", "X,Y,W,H in visible pixels") if args.crop else None)
+    reg, report, written = run_calibration(opts)
+    for line in report:
+        print(line)
+    print("wrote " + ", ".join(str(p) for p in written))
+    print(f"use it: python run.py run --ir {args.ir} --vis {args.vis} --calib {written[0]} -o out/fused.mp4")
+    return 0
+
+
 COMMANDS = {
     "run": (add_run, cmd_run, "fuse an IR and a visible video stream (files, image sequences, RTSP, V4L2)"),
     "bench": (add_bench, cmd_bench, "benchmark model-only, pipeline and serial-loop fps per backend and size"),
@@ -279,6 +331,7 @@ COMMANDS = {
     "models": (add_models, cmd_models, "list the registered models and their weights"),
     "eval": (add_eval, cmd_eval, "score fused images or videos with fusion quality metrics; Markdown/CSV reports"),
     "export": (add_export, cmd_export, "export a model to ONNX (needs torch)"),
+    "calibrate": (add_calibrate, cmd_calibrate, "register IR to visible (points, checkerboard, auto) and find the time offset"),
 }
 
 

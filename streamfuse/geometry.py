@@ -162,8 +162,11 @@ class Registration:
         """Write the YAML atomically (temp file + rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = "# streamfuse calibration (format: calibration/README.md)\n" + yaml.safe_dump(
-            self.to_dict(), sort_keys=False, default_flow_style=None)
+        data = self.to_dict()
+        meta = {"metadata": data.pop("metadata")}
+        text = ("# streamfuse calibration (format: calibration/README.md)\n"
+                + yaml.safe_dump(data, sort_keys=False, default_flow_style=None)  # matrix rows on one line each
+                + yaml.safe_dump(meta, sort_keys=False, default_flow_style=False))
         tmp = path.with_name(f".tmp-{path.name}")
         tmp.write_text(text)
         tmp.replace(path)
