@@ -300,8 +300,9 @@ class Pipeline:
                         except queue.Empty:
                             pass
                     if not got:
-                        time.sleep(0.002)
-                for pair in self.pairer.pop_pairs(time.monotonic_ns()):
+                        time.sleep(0.005)
+                for ir, vis in self.pairer.pop_pairs(time.monotonic_ns()):
+                    pair = (ir, vis, time.perf_counter())
                     if mode == "live":
                         self._put_newest(pair_q, pair)
                     elif not self._put(pair_q, pair):
@@ -339,7 +340,7 @@ class Pipeline:
                 item = self._get(pair_q, until_stopped=False)
                 if item is None or item is _END:
                     break
-                ir, vis = item
+                ir, vis, t_paired = item
                 t0 = time.perf_counter()
                 shapes = (ir.image.shape[:2], vis.image.shape[:2])
                 if shapes != prepared:
@@ -355,7 +356,7 @@ class Pipeline:
                 self.timers["prepare"].add(t1 - t0)
                 self.timers["model"].add(t2 - t1)
                 self.stats.fused += 1
-                if not self._put(fused_q, (ir, vis, ir_f, vis_img, fused_y, crcb, t0)):
+                if not self._put(fused_q, (ir, vis, ir_f, vis_img, fused_y, crcb, t_paired)):
                     break
         except BaseException as exc:  # noqa: BLE001
             self._fail(exc)
@@ -379,9 +380,11 @@ class Pipeline:
                 item = self._get(fused_q, until_stopped=False)
                 if item is None or item is _END:
                     break
-                ir, vis, ir_f, vis_img, fused_y, crcb, t_start = item
+                ir, vis, ir_f, vis_img, fused_y, crcb, t_paired = item
                 t0 = time.perf_counter()
                 image = merge_luma(fused_y, crcb)
+                # `run --overlay` (issue 7): image = streamfuse.calibration.overlay.draw_overlay(vis_img or image,
+                # ir_f) draws the registered IR's edges in magenta (ir_f on any grid: it is resized to the frame)
                 if self.config.mosaic:
                     image = mosaic(to_uint8(ir_f), vis_img, image)
                 t1 = time.perf_counter()
@@ -389,9 +392,11 @@ class Pipeline:
                 t2 = time.perf_counter()
                 self.timers["colour"].add(t1 - t0)
                 self.timers["write"].add(t2 - t1)
-                self.timers["latency"].add(t2 - t_start)
+                self.timers["latency"].add(t2 - t_paired)  # paired -> written
                 self.stats.written += 1
                 self._t_last = t2
+                if getattr(sink, "stop_requested", False):  # display sink: the user pressed q or Esc
+                    self.stop("q or Esc in the window")
         except BaseException as exc:  # noqa: BLE001
             self._fail(exc, abort=True)
 
