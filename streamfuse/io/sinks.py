@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -247,15 +248,20 @@ class VideoFileSink(Sink):
 class RtspSink(Sink):
     """Publish H.264 to an RTSP server that accepts RECORD (ANNOUNCE), through PyAV's rtsp muxer.
 
-    Options: transport (tcp/udp), preset (default ultrafast), bitrate (default 2M), fps (default 30).
-    x264 runs with tune=zerolatency so every frame leaves at once.
+    Options: transport (tcp/udp), preset (default ultrafast), bitrate (default 2M), fps (default 30),
+    realtime (default True: a frame is not sent before its pts, counted from the first frame, so a
+    file published as fast as it decodes plays at its own speed, like ``ffmpeg -re``; frames from a
+    live source are never held). x264 runs with tune=zerolatency so every frame leaves at once.
     """
 
-    OPTIONS = {"transport", "preset", "bitrate", "fps"}
+    OPTIONS = {"transport", "preset", "bitrate", "fps", "realtime"}
 
     def __init__(self, url: str, uri: str | None = None, transport: str = "tcp", preset: str = "ultrafast",
-                 bitrate="2M", fps: float | None = None):
+                 bitrate="2M", fps: float | None = None, realtime: bool = True):
         super().__init__(uri or url)
+        self.realtime = realtime
+        self._clock_start: tuple[int, float] | None = None  # (first pts_ns, monotonic time it was sent)
+        self._last_due: float | None = None
         if transport not in ("tcp", "udp"):
             raise StreamfuseError(f"{self.uri}: transport must be tcp or udp, got '{transport}'")
         self.bitrate = bitrate
@@ -266,6 +272,12 @@ class RtspSink(Sink):
 
     def write(self, image: np.ndarray, pts_ns: int) -> None:
         self._check_open()
+        if self.realtime:
+            if self._clock_start is None:
+                self._clock_start = (pts_ns, time.monotonic())
+            due = self._clock_start[1] + (pts_ns - self._clock_start[0]) / NS
+            time.sleep(max(0.0, due - time.monotonic()))
+            self._last_due = max(due, time.monotonic())
         try:
             self._encoder.encode(image, pts_ns, self.bitrate)
         except (av.FFmpegError, OSError) as e:
@@ -275,6 +287,10 @@ class RtspSink(Sink):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self.realtime and self._last_due is not None:
+                # the stream lasts until the last frame's display time is over; a teardown sent at
+                # once can make the server drop that frame
+                time.sleep(max(0.0, self._last_due + 1 / self._encoder.fps - time.monotonic()))
             try:
                 self._encoder.close()
             except (av.FFmpegError, OSError):
