@@ -324,6 +324,32 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- probe (inputs)
+def add_probe(p: argparse.ArgumentParser) -> None:
+    p.add_argument("uri", help="video file, image folder/glob, images://dir?fps=N, rtsp://..., /dev/videoN, v4l2://...")
+    p.add_argument("--kind", choices=["ir", "vis"], default="vis", help="read as IR (gray) or visible (BGR)")
+    p.add_argument("--frames", type=int, default=30, help="frames to read (default 30)")
+    p.add_argument("--seconds", type=float, default=10.0, help="longest time to read (default 10)")
+    p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="source option, repeatable: transport=udp, read_timeout=3, size=640x512, pixel_format=y16, fps=9")
+
+
+def cmd_probe(args) -> int:
+    from streamfuse.io.sources import probe
+    from streamfuse.io.uri import parse_value
+
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StreamfuseError(f"-O '{item}': expected KEY=VALUE, e.g. transport=tcp")
+        options[key.strip()] = parse_value(value.strip())
+    info = probe(args.uri, max_frames=args.frames, seconds=args.seconds, **{"kind": args.kind, **options})
+    for key, value in info.items():
+        print(f"{key:16s} {value}")
+    return 0
+
+
 COMMANDS = {
     "run": (add_run, cmd_run, "fuse an IR and a visible video stream (files, image sequences, RTSP, V4L2)"),
     "bench": (add_bench, cmd_bench, "benchmark model-only, pipeline and serial-loop fps per backend and size"),
@@ -332,6 +358,7 @@ COMMANDS = {
     "eval": (add_eval, cmd_eval, "score fused images or videos with fusion quality metrics; Markdown/CSV reports"),
     "export": (add_export, cmd_export, "export a model to ONNX (needs torch)"),
     "calibrate": (add_calibrate, cmd_calibrate, "register IR to visible (points, checkerboard, auto) and find the time offset"),
+    "probe": (add_probe, cmd_probe, "open a source (file, images, RTSP, V4L2) and report size, fps, timestamps, errors"),
 }
 
 

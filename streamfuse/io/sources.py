@@ -58,6 +58,32 @@ def open_source(uri: str, **options) -> "Source":
     return cls(parsed.target, uri=str(uri), **options)
 
 
+def probe(uri: str, max_frames: int = 30, seconds: float = 10.0, **options) -> dict:
+    """Open a source and read up to ``max_frames`` frames or ``seconds``: what it is and how it runs."""
+    started = time.monotonic()
+    with open_source(uri, **options) as src:
+        opened_s = time.monotonic() - started
+        info = {"uri": uri, "type": type(src).__name__, "live": src.is_live, "size": src.size,
+                "fps": src.fps, "frame_count": src.frame_count, "open_s": round(opened_s, 3)}
+        pts, shape, dtype, ended = [], None, None, False
+        deadline = time.monotonic() + seconds
+        while len(pts) < max_frames and time.monotonic() < deadline:
+            try:
+                frame = src.read(timeout=max(0.0, deadline - time.monotonic()))
+            except EndOfStream:
+                ended = True
+                break
+            if frame is not None:
+                pts.append(frame.pts_ns)
+                shape, dtype = frame.image.shape, str(frame.image.dtype)
+        span_s = (pts[-1] - pts[0]) / NS if len(pts) > 1 else 0.0
+        info.update({"frames_read": len(pts), "frame_shape": shape, "dtype": dtype, "ended": ended,
+                     "pts_first_s": pts[0] / NS if pts else None, "pts_span_s": span_s,
+                     "pts_fps": round((len(pts) - 1) / span_s, 3) if span_s > 0 else None,
+                     "reconnects": src.reconnects, "corrupt_packets": src.corrupt_packets})
+    return info
+
+
 class Source:
     """What every source shares; subclasses implement ``read``."""
 

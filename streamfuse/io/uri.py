@@ -14,7 +14,7 @@ Sinks
 
 A query string (``?key=value&...``) is read only on the ``images://``, ``v4l2://``, ``file://`` and
 ``display://`` schemes (an RTSP URL's query belongs to the camera). Values that look like numbers become
-int/float. Keyword options given in code override the query.
+int/float/bool. Keyword options given in code override the query.
 """
 from __future__ import annotations
 
@@ -38,7 +38,10 @@ class ParsedURI:
     params: dict = field(default_factory=dict)
 
 
-def _number(text: str):
+def parse_value(text: str):
+    """An option value from text: int, float, true/false, or the text itself."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for cast in (int, float):
         try:
             return cast(text)
@@ -56,7 +59,7 @@ def _split_scheme(uri: str) -> tuple[str | None, str, dict]:
     params = {}
     if scheme in _QUERY_SCHEMES and "?" in rest:
         rest, query = rest.split("?", 1)
-        params = {k: _number(v) for k, v in parse_qsl(query, keep_blank_values=True)}
+        params = {k: parse_value(v) for k, v in parse_qsl(query, keep_blank_values=True)}
     return scheme, unquote(rest) if scheme in _QUERY_SCHEMES else rest, params
 
 

@@ -220,3 +220,21 @@ def test_v4l2_not_a_camera(tmp_path):
 def test_v4l2_bad_option_before_touching_device():
     with pytest.raises(StreamfuseError, match="unknown option 'pixfmt'"):
         open_source("/dev/video0", pixfmt="y16")
+
+
+def test_probe_reports_what_it_read():
+    from streamfuse.io.sources import probe
+
+    info = probe(str(SAMPLE_DIR / "ir.mp4"), max_frames=50, kind="ir")
+    assert info["type"] == "VideoFileSource" and info["ended"] and info["frames_read"] == 20
+    assert info["frame_shape"] == (480, 640) and info["pts_fps"] == pytest.approx(30.0)
+
+
+def test_probe_command(capsys):
+    from streamfuse.cli import main
+
+    assert main(["probe", str(SAMPLE_DIR / "vis.mp4"), "--frames", "5", "-O", "kind=vis"]) == 0
+    out = capsys.readouterr().out
+    assert "frames_read      5" in out and "size             (640, 480)" in out
+    assert main(["probe", "/dev/video97", "-O", "pixel_format=y16", "-O", "size=640x512"]) == 2
+    assert "error: /dev/video97: no such V4L2 device" in capsys.readouterr().err
