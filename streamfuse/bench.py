@@ -198,6 +198,8 @@ def run_bench(models=("res2netfuse",), backends=ALL_BACKENDS, sizes=DEFAULT_SIZE
                         continue
                     log.info("bench %s on %s at %s", model, backend, row["size"])
                     row["variant"] = fuser.variant
+                    graph = getattr(fuser, "path", None)  # the ONNX file for onnxruntime/openvino
+                    row["graph"] = _display_path(graph) if graph else None
                     row["model_only"] = bench_model(fuser, ir_path, vis_path, frames, agc)
                     row["pipeline"] = bench_pipeline(fuser, ir_path, vis_path, frames, tmp / "pipeline.mp4")
                     row["serial"] = bench_serial(fuser, ir_path, vis_path, frames, tmp / "serial.mp4", agc)
@@ -212,6 +214,11 @@ def run_bench(models=("res2netfuse",), backends=ALL_BACKENDS, sizes=DEFAULT_SIZE
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(doc))
     return doc
+
+
+def _display_path(path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_DIR)) if path.is_relative_to(REPO_DIR) else str(path)
 
 
 def markdown(doc: dict) -> str:
@@ -241,6 +248,9 @@ def markdown(doc: dict) -> str:
         lines.append(f"| {r['model']} ({r['variant']}) | {r['backend']} | {r['size']} | {mo['ms_p50']:.1f} / "
                      f"{mo['ms_p95']:.1f} | {mo['fps']:.2f} | {pl['fps']:.2f} | {r['pipeline_over_model']:.2f} | "
                      f"{se['fps']:.2f} |")
+    graphs = sorted({r["graph"] for r in doc["rows"] if r.get("graph")})
+    if graphs:
+        lines += ["", f"ONNX graph(s) run by onnxruntime/openvino: {', '.join(f'`{g}`' for g in graphs)}."]
     lines += ["", "Per-stage latency inside the pipeline (ms, p50 / p95):", "",
               "| model | backend | size | prepare | model | colour | write |", "|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:

@@ -103,7 +103,8 @@ class Pipeline:
         self.config = config.validate()
         self.fuser = fuser  # a ready Fuser (benchmarks, tests); default: load_fuser from the config
         self.stats = Stats(output=config.output)
-        self._stop = threading.Event()  # stop reading; what is in flight is still written
+        self._stop = threading.Event()  # stop reading
+        self._hurry = threading.Event()  # also stop fusing queued pairs (interrupt, error); fused frames are still written
         self._abort = threading.Event()  # the writer is gone: every stage quits at once
         self._stop_reason: str | None = None
         self._error: BaseException | None = None
@@ -111,10 +112,13 @@ class Pipeline:
         self.timers = {name: StageTimer() for name in ("prepare", "model", "colour", "write", "latency")}
 
     # ------------------------------------------------------------------ control
-    def stop(self, reason: str = "interrupted") -> None:
-        """Ask the pipeline to finish: stop reading, write what is in flight, close the output. Thread-safe."""
+    def stop(self, reason: str = "interrupted", drain: bool = False) -> None:
+        """Ask the pipeline to finish: stop reading, write every frame already fused, close the output.
+        ``drain`` also fuses the pairs already queued (end of input). Thread-safe, signal-safe."""
         if self._stop_reason is None:
             self._stop_reason = reason
+        if not drain:
+            self._hurry.set()
         self._stop.set()
 
     def _fail(self, exc: BaseException, abort: bool = False) -> None:
@@ -194,11 +198,14 @@ class Pipeline:
                 if bar is not None and self.stats.written > bar.n:
                     bar.update(self.stats.written - bar.n)
         finally:
-            self.stop(self._stop_reason or "end of streams")
+            self.stop(self._stop_reason or "end of streams", drain=self._stop_reason is None)
             for r in readers.values():
                 r.stop()
             for t in threads:
                 t.join(5.0)
+            if threads and threads[-1].is_alive():  # e.g. a second Ctrl-C: leave now, then close the file
+                self._abort.set()
+                threads[-1].join(5.0)
             for r in readers.values():
                 r.join(5.0)
             if bar is not None:
@@ -247,9 +254,9 @@ class Pipeline:
         st.stopped_by = self._stop_reason or "end of streams"
 
     # ------------------------------------------------------------------ stages
-    def _put(self, q: queue.Queue, item) -> bool:
-        """Blocking put that gives up when the pipeline is aborted."""
-        while not self._abort.is_set():
+    def _put(self, q: queue.Queue, item, until: threading.Event | None = None) -> bool:
+        """Blocking put; gives up (False) when ``until`` is set or the pipeline is aborted."""
+        while not self._abort.is_set() and not (until is not None and until.is_set()):
             try:
                 q.put(item, timeout=POLL_S)
                 return True
@@ -257,9 +264,9 @@ class Pipeline:
                 continue
         return False
 
-    def _get(self, q: queue.Queue, until_stopped: bool = True):
-        """Blocking get; None when stopped (``until_stopped``) or aborted."""
-        while not self._abort.is_set() and not (until_stopped and self._stop.is_set()):
+    def _get(self, q: queue.Queue, until: threading.Event | None = None):
+        """Blocking get; None when ``until`` is set or the pipeline is aborted."""
+        while not self._abort.is_set() and not (until is not None and until.is_set()):
             try:
                 return q.get(timeout=POLL_S)
             except queue.Empty:
@@ -287,7 +294,7 @@ class Pipeline:
             while not self._stop.is_set() and not self.pairer.done:
                 if mode == "lossless":
                     stream = self.pairer.wanted()
-                    item = self._get(frame_q[stream])
+                    item = self._get(frame_q[stream], until=self._stop)
                     if item is None:
                         break
                     self._take(stream, item)
@@ -305,20 +312,20 @@ class Pipeline:
                     pair = (ir, vis, time.perf_counter())
                     if mode == "live":
                         self._put_newest(pair_q, pair)
-                    elif not self._put(pair_q, pair):
+                    elif not self._put(pair_q, pair, until=self._hurry):
                         return
                     sent += 1
                     if limit and sent >= limit:
-                        self.stop("max_frames")
+                        self.stop("max_frames", drain=True)
                         break
             if self.pairer.done:
-                self.stop("end of streams")
+                self.stop("end of streams", drain=True)
         except SourceError as exc:
             self._fail(StreamfuseError(str(exc)))
         except BaseException as exc:  # noqa: BLE001 - handed to run()
             self._fail(exc)
         finally:
-            self._put(pair_q, _END)
+            self._put(pair_q, _END, until=self._hurry)
 
     def _put_newest(self, q: queue.Queue, item) -> None:
         """Live mode: never block on a slow model; the oldest waiting pair makes room (counted)."""
@@ -337,7 +344,7 @@ class Pipeline:
         prepared = None
         try:
             while True:
-                item = self._get(pair_q, until_stopped=False)
+                item = self._get(pair_q, until=self._hurry)
                 if item is None or item is _END:
                     break
                 ir, vis, t_paired = item
@@ -377,7 +384,7 @@ class Pipeline:
 
         try:
             while True:
-                item = self._get(fused_q, until_stopped=False)
+                item = self._get(fused_q)
                 if item is None or item is _END:
                     break
                 ir, vis, ir_f, vis_img, fused_y, crcb, t_paired = item
