@@ -105,3 +105,88 @@ def gflops(onnx_path: str | Path, vis_hw: tuple[int, int] = (512, 640), ir_hw: t
     (``engines/<model>[-variant].onnx``), else the visible size.
     """
     return 2 * macs(onnx_path, vis_hw, ir_hw) / 1e9
+
+
+def traffic_bytes(onnx_path: str | Path, vis_hw: tuple[int, int] = (512, 640), ir_hw: tuple[int, int] | None = None,
+                  bytes_per_element: int = 2) -> int:
+    """Activation bytes the counted ops read and write at ``vis_hw`` (FP16 by default): a lower bound on
+    memory traffic, since element-wise ops fused into convolutions by TensorRT add little."""
+    import onnx
+
+    path = Path(onnx_path)
+    model = pin_input_shapes(onnx.load(str(path)), vis_hw, ir_hw or ir_hw_for(path, vis_hw))
+    shapes = shapes_of(model)
+    weights = {t.name for t in model.graph.initializer}
+    total = 0
+    for node in model.graph.node:
+        if node.op_type in COUNTED_OPS:
+            names = [node.input[0], node.output[0]]
+            if node.op_type == "MatMul" and node.input[1] not in weights:
+                names.append(node.input[1])
+            total += sum(math.prod(shapes.get(n, ())) for n in names)
+    return total * bytes_per_element
+
+
+# ---------------------------------------------------------------- GPU estimates (not measurements)
+# Peak dense FP16 tensor-core throughput and memory bandwidth from the vendors' published figures:
+# Jetson: the datasheets' sparse INT8 TOPS of the GPU / 4 (dense is half of sparse, FP16 half of INT8);
+# GeForce: SMs x FP16 FMA per SM per clock with FP32 accumulate x 2 x boost clock (Ampere/Ada whitepapers).
+GPUS = {
+    "Jetson Orin Nano 8GB (15 W, JetPack 5/6)": (10.2, 68.0),   # 40 sparse INT8 TOPS; 8 SMs @ 625 MHz
+    "Jetson Orin Nano 8GB Super (25 W, JetPack 6.1+)": (16.7, 102.0),  # 67 sparse INT8 TOPS; 1020 MHz
+    "Jetson AGX Orin 64GB (MAXN)": (42.5, 204.8),              # 170 sparse INT8 TOPS (GPU); 16 SMs @ 1.3 GHz
+    "GeForce RTX 3060 12GB": (25.5, 360.0),                     # 28 SMs x 256 x 2 x 1.777 GHz
+    "GeForce RTX 4090": (165.2, 1008.0),                        # 128 SMs x 256 x 2 x 2.52 GHz
+}
+COMPUTE_EFFICIENCY = 0.30  # assumed share of peak FP16 tensor throughput reached by these narrow (16-64 channel) CNNs
+MEMORY_EFFICIENCY = 0.60   # assumed share of peak memory bandwidth
+
+
+def estimate_ms(gflop: float, gbyte: float, tflops: float, gbs: float) -> float:
+    """Roofline-style estimate of model-only latency: the slower of compute and memory at the assumed efficiencies."""
+    return 1000 * max(gflop / (tflops * 1000 * COMPUTE_EFFICIENCY), gbyte / (gbs * MEMORY_EFFICIENCY))
+
+
+def graphs_for_estimates(tmp_dir: Path) -> list[tuple[str, Path]]:
+    """(model/variant, ONNX path) for every registered model: the shipped graph, or the untrained
+    architecture exported to ``tmp_dir`` (compute cost does not depend on the weights)."""
+    from streamfuse.export.onnx import export_onnx
+    from streamfuse.models import list_models
+
+    out = []
+    for spec in list_models():
+        for v in spec.variants:
+            path = spec.onnx_path(v)
+            if not path.exists():
+                if not spec.trained:
+                    continue
+                path = export_onnx(spec.name, v, out=tmp_dir / path.name, module=spec.build(v, load_weights=False))
+            out.append((f"{spec.name}/{v}", path))
+    return out
+
+
+def estimate_table(graphs: list[tuple[str, Path]]) -> str:
+    """Markdown: GFLOPs and FP16 traffic at 640x512 and 1280x1024, and estimated model-only fps per GPU at 640x512."""
+    names = list(GPUS)
+    lines = ["| model | GFLOPs 640x512 | GFLOPs 1280x1024 | FP16 activation traffic 640x512 (MB) | "
+             + " | ".join(f"{n} (est. fps)" for n in names) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(names)]
+    for label, path in graphs:
+        g, g_big = gflops(path, (512, 640)), gflops(path, (1024, 1280))
+        mb = traffic_bytes(path, (512, 640)) / 1e6
+        if g < 0.01:  # element-wise baselines: no conv/matmul work to estimate from
+            cells = ["n/a (element-wise only)"] * len(names)
+        else:
+            cells = [f"~{1000 / estimate_ms(g, mb / 1000, *GPUS[n]):,.0f}" for n in names]
+        lines.append(f"| {label} | {g:.2f} | {g_big:.2f} | {mb:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m streamfuse.export.flops: the estimate table of docs/gpu.md
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        print(estimate_table(graphs_for_estimates(Path(tmp))))
