@@ -60,3 +60,24 @@ def test_res2netfuse_gflops_from_its_layers(tmp_path):
     per_pixel = 2 * enc + dec  # the encoder runs on IR and on visible, all convs keep the frame size
     assert macs(path, vis_hw=(512, 640)) == per_pixel * 512 * 640
     assert gflops(path) == pytest.approx(2 * per_pixel * 512 * 640 / 1e9)
+
+
+def test_res2netfuse_fp16_traffic_and_estimate(tmp_path):
+    from streamfuse.export.flops import GPUS, estimate_ms, traffic_bytes
+    from streamfuse.export.onnx import export_onnx
+    from streamfuse.models import get_model
+
+    spec = get_model("res2netfuse")
+    module = spec.build(load_weights=False)
+    path = export_onnx("res2netfuse", out=tmp_path / "res2netfuse.onnx", module=module)
+
+    def per_pixel(seq):  # channels in + out of every conv (all keep the frame size)
+        return sum(c.in_channels + c.out_channels for c in seq.modules() if isinstance(c, nn.Conv2d))
+
+    elements = 2 * per_pixel(module.autoencoder.encoder) + per_pixel(module.autoencoder.decoder)
+    assert traffic_bytes(path, (512, 640)) == 2 * elements * 512 * 640
+    # the estimate is the slower of compute and memory: more bandwidth cannot beat the compute bound
+    gflop, gbyte = gflops(path), traffic_bytes(path) / 1e9
+    tflops, gbs = GPUS["Jetson AGX Orin 64GB (MAXN)"]
+    assert estimate_ms(gflop, gbyte, tflops, gbs) >= estimate_ms(gflop, gbyte, tflops, gbs * 100) > 0
+    assert estimate_ms(gflop, gbyte, tflops, gbs * 100) == pytest.approx(gflop / (tflops * 0.30))
