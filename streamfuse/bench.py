@@ -32,7 +32,18 @@ from streamfuse import REPO_DIR, SAMPLE_DIR, StreamfuseError
 
 log = logging.getLogger("streamfuse")
 
-ALL_BACKENDS = ("onnxruntime", "openvino", "torch", "tensorrt")
+# bench label -> (backend, device, precision). Every one is measured by default, so what this machine
+# lacks (a GPU, TensorRT, onnxruntime-gpu) shows as a "not available here" row instead of vanishing.
+TARGETS = {
+    "onnxruntime": ("onnxruntime", "cpu", "fp32"),
+    "openvino": ("openvino", "cpu", "fp32"),
+    "torch": ("torch", "cpu", "fp32"),
+    "onnxruntime-cuda": ("onnxruntime", "cuda", "fp32"),
+    "torch-cuda": ("torch", "cuda", "fp32"),
+    "tensorrt-fp32": ("tensorrt", "cuda", "fp32"),
+    "tensorrt": ("tensorrt", "cuda", "fp16"),
+}
+ALL_BACKENDS = tuple(TARGETS)
 DEFAULT_SIZES = ((640, 512), (1280, 1024))
 FPS = 30
 M3SVD_DIRS = (REPO_DIR.parent / "shared" / "data" / "M3SVD", REPO_DIR.parent / "shared" / "data" / "train" / "M3SVD")
@@ -163,17 +174,16 @@ def machine() -> dict:
 def run_bench(models=("res2netfuse",), backends=ALL_BACKENDS, sizes=DEFAULT_SIZES, frames: int = 20,
               out="docs/benchmarks", threads: int = 1, onnx_path=None, agc=(1.0, 99.0)) -> dict:
     """Run every combination and write ``<out>.json`` and ``<out>.md``; returns the JSON document."""
-    from streamfuse.backends import BACKENDS, available_backends, load_fuser
+    from streamfuse.backends import backend_usable, load_fuser
     from streamfuse.models import get_model
 
     for m in models:
         get_model(m)  # unknown names fail before any work
     for b in backends:
-        if b not in BACKENDS:
-            raise StreamfuseError(f"unknown backend '{b}'; known: {', '.join(BACKENDS)}")
+        if b not in TARGETS:
+            raise StreamfuseError(f"unknown backend '{b}'; known: {', '.join(TARGETS)}")
     if frames < 2:
         raise StreamfuseError("--frames must be at least 2")
-    have = set(available_backends())
     rows = []
     doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine(), "frames": frames, "threads": threads, "clips": source_frames()[2], "rows": rows}
@@ -183,15 +193,18 @@ def run_bench(models=("res2netfuse",), backends=ALL_BACKENDS, sizes=DEFAULT_SIZE
             log.info("bench: making %dx%d clips (%d frames)", size[0], size[1], frames)
             ir_path, vis_path = make_clips(size, frames, tmp)
             for model in models:
-                for backend in backends:
-                    row = {"model": model, "backend": backend, "size": f"{size[0]}x{size[1]}"}
+                for label in backends:
+                    backend, device, precision = TARGETS[label]
+                    row = {"model": model, "backend": label, "device": device, "precision": precision,
+                           "size": f"{size[0]}x{size[1]}"}
                     rows.append(row)
-                    if backend not in have:
+                    if not backend_usable(backend, device):
                         row["status"] = "not available here"
                         continue
                     try:
                         extra = {"onnx_path": Path(onnx_path)} if onnx_path and backend in ("onnxruntime", "openvino") else {}
-                        fuser = load_fuser(model, backend=backend, device="cpu", threads=threads, **extra)
+                        fuser = load_fuser(model, backend=backend, device=device, precision=precision, threads=threads,
+                                           **extra)
                     except (StreamfuseError, ImportError, RuntimeError) as exc:
                         row["status"] = f"could not load: {exc}"
                         log.warning("bench %s/%s: %s", model, backend, exc)

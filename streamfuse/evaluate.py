@@ -19,6 +19,7 @@ import csv
 import logging
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -41,6 +42,8 @@ class Scores:
     metrics: list[str]
     table: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     images: dict[str, dict[str, Path]] = field(default_factory=dict)  # method -> stem -> fused path
+    metric_seconds: float = 0.0  # CPU time spent computing metrics (not reading or fusing)
+    pixels: int = 0  # pixels scored, summed over images
 
     def add(self, method: str, stem: str, values: dict[str, float], image: Path | None = None) -> None:
         self.table.setdefault(method, {})[stem] = values
@@ -101,7 +104,21 @@ def _score_one(scores: Scores, method: str, stem: str, fused: np.ndarray, fused_
     if fused.shape[:2] != ir.shape[:2]:
         raise StreamfuseError(f"{fused_path} is {_wh(fused)} but its source {ir_path} is {_wh(ir)}: "
                               "fused images must have the sources' size")
-    scores.add(method, stem, evaluate(fused, ir, vis, scores.metrics), fused_path)
+    t0 = time.process_time()
+    values = evaluate(fused, ir, vis, scores.metrics)
+    scores.metric_seconds += time.process_time() - t0
+    scores.pixels += ir.shape[0] * ir.shape[1]
+    scores.add(method, stem, values, fused_path)
+
+
+def timing_line(scores: Scores) -> str:
+    """How long the metrics took per image (CPU time, so other load on the machine does not count)."""
+    n = sum(len(v) for v in scores.table.values())
+    if not n:
+        return ""
+    mpx = scores.pixels / n / 1e6
+    return (f"metrics: {1000 * scores.metric_seconds / n:.0f} ms CPU per image ({len(scores.metrics)} metrics, "
+            f"{n} images, mean {mpx:.2f} MP)")
 
 
 # ------------------------------------------------------------------ mode (a): fused folders

@@ -515,6 +515,116 @@ def ms_ssim(fused, ir, vis) -> float:
     return ms_ssim_index(fused, ir) + ms_ssim_index(fused, vis)
 
 
+# ------------------------------------------------------------------ human-perception metrics (Z. Liu's code, VIFB)
+
+
+def _stretch_0_255(img: np.ndarray) -> np.ndarray:
+    """Z. Liu's normalize1: min-max stretch to 0..255, rounded (an all-zero image stays zero)."""
+    lo, hi = img.min(), img.max()
+    if lo == hi:
+        return img.copy() if hi == 0 else np.full(img.shape, np.nan)
+    return np.round((img - lo) / (hi - lo) * 255)
+
+
+def _freq_radius(shape: tuple[int, int], cycles: float) -> np.ndarray:
+    """MATLAB freqspace(shape, 'meshgrid') frequencies scaled by (W / cycles, H / cycles): radius."""
+    def axis(n):
+        return (np.arange(n) - n // 2) * (2.0 / n)  # -1 .. 1 - 2/n (even) or symmetric (odd)
+
+    h, w = shape
+    u, v = np.meshgrid(axis(w) * (w / cycles), axis(h) * (h / cycles))
+    return np.sqrt(u * u + v * v)
+
+
+def _csf_filter(img: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """Filter in the centred frequency domain: ifft2(ifftshift(fftshift(fft2(img)) * response))."""
+    return np.fft.ifft2(np.fft.ifftshift(np.fft.fftshift(np.fft.fft2(img)) * response))
+
+
+def _block_reduce(x: np.ndarray, size: int) -> np.ndarray:
+    """MATLAB blkproc(x, [size size], @(b) sum(b(:))): partial blocks are zero-padded."""
+    h, w = x.shape
+    hp, wp = -(-h // size) * size, -(-w // size) * size
+    x = np.pad(x, ((0, hp - h), (0, wp - w)))
+    return x.reshape(hp // size, size, wp // size, size).sum(axis=(1, 3))
+
+
+def qcv(fused, ir, vis) -> float:
+    """Qcv (Chen & Varshney 2007): CSF-weighted local error between f and each source, weighted by
+    the source's regional edge saliency. Lower is better. Z. Liu's implementation as in VIFB:
+
+    images min-max stretched to 0..255 and rounded; Sobel strength g by filter2 'same' (zero
+    padding); saliency per 16 x 16 block lambda = sum g^5 (partial blocks zero-padded); the
+    differences src - f are filtered with the Mannos-Sakrison CSF 2.6 (0.0192 + 0.144 r)
+    e^(-(0.144 r)^1.1) on MATLAB's freqspace grid scaled by (W/8, H/8); D = mean of the squared
+    filtered difference per 16 x 16 block (divided by 256 also for partial blocks);
+    Qcv = sum(lambda_ir D_ir + lambda_vis D_vis) / sum(lambda_ir + lambda_vis). The reference
+    squares the complex filter output; the real part of the result is returned.
+    """
+    f = _stretch_0_255(fused)
+    theta = None
+    num = den = 0.0
+    for src in (_stretch_0_255(ir), _stretch_0_255(vis)):
+        gx = cv2.filter2D(src, cv2.CV_64F, _SOBEL_X, borderType=cv2.BORDER_CONSTANT)
+        gy = cv2.filter2D(src, cv2.CV_64F, -_SOBEL_Y, borderType=cv2.BORDER_CONSTANT)
+        lam = _block_reduce(np.sqrt(gx * gx + gy * gy) ** 5, 16)
+        if theta is None:
+            r = _freq_radius(f.shape, 8.0)
+            theta = 2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1))
+        filtered = _csf_filter(src - f, theta)
+        d = _block_reduce(filtered * filtered, 16) / 256
+        num = num + (lam * d).sum()
+        den = den + lam.sum()
+    return float(np.real(num / den)) if den > 0 else float("nan")
+
+
+def _gauss_sep(sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Z. Liu's gaussian2d: 31 x 31 taps exp(-(x^2+y^2) / 2 sigma^2) / (2 pi sigma^2), not
+    normalised to sum 1 (it does not matter: only ratios of two such filters are used)."""
+    g = np.exp(-(np.arange(-15, 16, dtype=np.float64) ** 2) / (2 * sigma * sigma))
+    return g, g / (2 * math.pi * sigma * sigma)
+
+
+def _local_contrast(img: np.ndarray) -> np.ndarray:
+    """|filter2(G(sigma 2), img) / filter2(G(sigma 4), img) - 1| for a complex image, zero padding."""
+    def filt(x, sigma):
+        kx, ky = _gauss_sep(sigma)
+        return cv2.sepFilter2D(x, cv2.CV_64F, kx, ky, borderType=cv2.BORDER_CONSTANT)
+
+    num = filt(img.real, 2) + 1j * filt(img.imag, 2)
+    den = filt(img.real, 4) + 1j * filt(img.imag, 4)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.abs(num / den - 1)
+
+
+def qcb(fused, ir, vis) -> float:
+    """Qcb (Chen & Blum 2009): how well f preserves each source's local contrast as seen through
+    a contrast-sensitivity filter, weighted by the sources' contrast saliency. Higher is better.
+    Z. Liu's implementation as in VIFB:
+
+    images min-max stretched to 0..255 and rounded; filtered in the centred frequency domain by
+    the DoG CSF S(r) = e^(-(r/15.3870)^2) - 0.7622 e^(-(r/1.3456)^2) on MATLAB's freqspace grid
+    scaled by (W/30, H/30); local contrast C = |G2 * I / G4 * I - 1| with 31 x 31 Gaussians of
+    sigma 2 and 4 (filter2 'same', zero padding); masked C' = C^3 / (C^2 + 1e-4); per source
+    Q_Sf = min(C'_S, C'_f) / max(C'_S, C'_f); weights lambda_S = C'_S^2 / (C'_ir^2 + C'_vis^2);
+    Qcb = mean(lambda_ir Q_ir,f + lambda_vis Q_vis,f). NaN where a local mean is 0 propagates,
+    as in the reference.
+    """
+    r = _freq_radius(fused.shape, 30.0)
+    csf = np.exp(-((r / 15.3870) ** 2)) - 0.7622 * np.exp(-((r / 1.3456) ** 2))
+    masked = []
+    for img in (ir, vis, fused):
+        c = _local_contrast(_csf_filter(_stretch_0_255(img), csf))
+        masked.append(c ** 3 / (c ** 2 + 0.0001))
+    c_ir, c_vis, c_f = masked
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q_ir = np.where(c_ir < c_f, c_ir / c_f, c_f / c_ir)
+        q_vis = np.where(c_vis < c_f, c_vis / c_f, c_f / c_vis)
+        total = c_ir ** 2 + c_vis ** 2
+        q = (c_ir ** 2 / total) * q_ir + (c_vis ** 2 / total) * q_vis
+    return float(np.mean(q))
+
+
 # ------------------------------------------------------------------ registry and entry point
 
 
@@ -542,6 +652,8 @@ METRICS: dict[str, tuple[Callable[..., float], bool]] = {
     "MS-SSIM": (ms_ssim, True),
     "CC": (cc, True),
     "PSNR": (psnr, True),
+    "Qcb": (qcb, True),
+    "Qcv": (qcv, False),
 }
 
 

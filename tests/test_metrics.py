@@ -143,3 +143,9 @@ def test_temporal_metrics_need_two_frames_of_one_size():
         M.temporal_metrics([(a, a, a)])
     with pytest.raises(StreamfuseError, match="changes size"):
         M.temporal_metrics([(a, a, a), (a[:32], a[:32], a[:32])])
+
+
+def test_qcb_and_qcv_of_identical_images():
+    img = scene().astype(np.float64)
+    assert M.qcb(img, img, img) == pytest.approx(1.0, abs=1e-12)  # every contrast preserved
+    assert M.qcv(img, img, img) == 0  # no difference to weigh
