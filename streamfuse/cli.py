@@ -248,8 +248,9 @@ def cmd_run(args) -> int:
 # ---------------------------------------------------------------- bench
 def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default="res2netfuse", help="comma-separated model names (default res2netfuse)")
-    p.add_argument("--backends", default="onnxruntime,openvino,torch,tensorrt",
-                   help="comma-separated backends; ones not installed get a 'not available here' row")
+    p.add_argument("--backends", default="onnxruntime,openvino,torch,onnxruntime-cuda,torch-cuda,tensorrt-fp32,tensorrt",
+                   help="comma-separated backends (tensorrt = FP16 engine; *-cuda on the GPU); ones this machine "
+                        "cannot run get a 'not available here' row")
     p.add_argument("--sizes", default="640x512,1280x1024", help="comma-separated WxH (default 640x512,1280x1024)")
     p.add_argument("--frames", type=int, default=20, help="frames per measurement (default 20)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of CPU backends (default 1)")
