@@ -361,7 +361,9 @@ class RtspSource(Source):
         self._container = container
         self._decoder = _PacketDecoder(container, self, low_latency=self.low_latency)
         stream = self._decoder.stream
-        rate = stream.average_rate or stream.guessed_rate
+        # RTSP's average rate is estimated from a few probed packets (28.5 for a 30 fps stream);
+        # the guessed rate comes from the stream's own timing
+        rate = stream.guessed_rate or stream.average_rate
         self.fps = float(rate) if rate else self.fps
         self.size = (stream.codec_context.width, stream.codec_context.height)
         self._offset, self._frames_this_connection = None, 0

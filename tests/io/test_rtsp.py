@@ -45,7 +45,7 @@ def test_read_the_sample_over_rtsp(rtsp_server, transport):
     server = rtsp_server(play={"ir": SAMPLE_DIR / "ir.mp4", "vis": SAMPLE_DIR / "vis.mp4"})
     with open_source(server.url("ir"), kind="ir", transport=transport) as ir, \
             open_source(server.url("vis"), kind="vis", transport=transport) as vis:
-        assert ir.is_live and ir.size == (640, 480) and ir.frame_count is None
+        assert ir.is_live and ir.size == (640, 480) and ir.frame_count is None and ir.fps == 30
         ir_frames, vis_frames = read_all(ir), read_all(vis)
     assert len(ir_frames) == len(vis_frames) == 20  # a recording played to its end: EndOfStream
     assert ir_frames[0].image.shape == (480, 640) and vis_frames[0].image.shape == (480, 640, 3)
