@@ -35,6 +35,16 @@ register_model(ModelSpec(
     extra={"ir_scale": {"x1": 1}},  # variant x1: same weights, IR at the visible size
 ))
 
+register_model(ModelSpec(
+    name="metafusion",
+    paper="Li, Cen, Liu, Chen, Yu, Different Input Resolutions and Arbitrary Output Resolution: A Meta Learning-Based Deep Framework for Infrared and Visible Image Fusion (TIP 2021)",
+    builder="streamfuse.models.metafusion:build",
+    summary="meta-upscale to any output size, dual attention, max-selection fusion, residual compensation; IR at 1/1 (x1), 1/2 (x2) or 1/4 (x4) of the visible",
+    variants=("x1", "x2", "x4"),
+    ir_scale=1,
+    extra={"ir_scale": {"x2": 2, "x4": 4}},  # one set of weights; each variant's graph fixes its IR scale
+))
+
 # Untrained baselines (streamfuse/models/baselines.py): no weights; their ONNX graphs ship in engines/.
 register_model(ModelSpec(
     name="average",
