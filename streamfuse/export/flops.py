@@ -132,11 +132,11 @@ def traffic_bytes(onnx_path: str | Path, vis_hw: tuple[int, int] = (512, 640), i
 # Jetson: the datasheets' sparse INT8 TOPS of the GPU / 4 (dense is half of sparse, FP16 half of INT8);
 # GeForce: SMs x FP16 FMA per SM per clock with FP32 accumulate x 2 x boost clock (Ampere/Ada whitepapers).
 GPUS = {
-    "Jetson Orin Nano 8GB (15 W, JetPack 5/6)": (10.2, 68.0),   # 40 sparse INT8 TOPS; 8 SMs @ 625 MHz
-    "Jetson Orin Nano 8GB Super (25 W, JetPack 6.1+)": (16.7, 102.0),  # 67 sparse INT8 TOPS; 1020 MHz
-    "Jetson AGX Orin 64GB (MAXN)": (42.5, 204.8),              # 170 sparse INT8 TOPS (GPU); 16 SMs @ 1.3 GHz
-    "GeForce RTX 3060 12GB": (25.5, 360.0),                     # 28 SMs x 256 x 2 x 1.777 GHz
-    "GeForce RTX 4090": (165.2, 1008.0),                        # 128 SMs x 256 x 2 x 2.52 GHz
+    "Orin Nano 8GB": (10.2, 68.0),         # Jetson, 15 W: 40 sparse INT8 TOPS; 8 SMs @ 625 MHz; LPDDR5 68 GB/s
+    "Orin Nano 8GB Super": (16.7, 102.0),  # Jetson, 25 W (JetPack 6.1+): 67 sparse INT8 TOPS; 1020 MHz; 102 GB/s
+    "AGX Orin 64GB": (42.5, 204.8),        # Jetson, MAXN: 170 sparse INT8 TOPS (GPU); 16 SMs @ 1.3 GHz; 204.8 GB/s
+    "RTX 3060 12GB": (25.5, 360.0),        # 28 SMs x 256 x 2 x 1.777 GHz; GDDR6 360 GB/s
+    "RTX 4090": (165.2, 1008.0),           # 128 SMs x 256 x 2 x 2.52 GHz; GDDR6X 1008 GB/s
 }
 COMPUTE_EFFICIENCY = 0.30  # assumed share of peak FP16 tensor throughput reached by these narrow (16-64 channel) CNNs
 MEMORY_EFFICIENCY = 0.60   # assumed share of peak memory bandwidth

@@ -78,6 +78,6 @@ def test_res2netfuse_fp16_traffic_and_estimate(tmp_path):
     assert traffic_bytes(path, (512, 640)) == 2 * elements * 512 * 640
     # the estimate is the slower of compute and memory: more bandwidth cannot beat the compute bound
     gflop, gbyte = gflops(path), traffic_bytes(path) / 1e9
-    tflops, gbs = GPUS["Jetson AGX Orin 64GB (MAXN)"]
+    tflops, gbs = GPUS["AGX Orin 64GB"]
     assert estimate_ms(gflop, gbyte, tflops, gbs) >= estimate_ms(gflop, gbyte, tflops, gbs * 100) > 0
     assert estimate_ms(gflop, gbyte, tflops, gbs * 100) == pytest.approx(gflop / (tflops * 0.30))
