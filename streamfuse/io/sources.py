@@ -18,7 +18,8 @@ Timestamps (Frame.pts_ns):
              frames spaced by the stream's RTP timestamps (no network jitter), continued across
              reconnects by the time that passed. One clock for every live source in the process, so
              two cameras can be paired. clock="arrival": time.monotonic_ns() at each frame's decode.
-  v4l2       the driver's capture timestamps (PTS x time_base).
+  v4l2       the driver's capture timestamps, which are on the same monotonic clock (shifted onto
+             it if a driver uses another clock, see monotonic_offset).
 """
 from __future__ import annotations
 
@@ -519,6 +520,17 @@ def v4l2_av_options(size=None, fps=None, pixel_format=None, uri: str = "v4l2") -
     return options
 
 
+def monotonic_offset(first_pts_ns: int, now_ns: int, window_s: float = 10.0) -> int:
+    """What to add to a camera's timestamps to put them on time.monotonic_ns().
+
+    V4L2 drivers stamp frames with the capture time on CLOCK_MONOTONIC, the clock of
+    time.monotonic_ns(): those are kept as they are (offset 0), so they line up with other live
+    sources. A driver on another clock (the wall clock, far from now on the monotonic one) is shifted
+    so its first frame lands at ``now_ns``.
+    """
+    return 0 if abs(now_ns - first_pts_ns) <= window_s * NS else now_ns - first_pts_ns
+
+
 class V4L2Source(Source):
     """A Linux camera (V4L2) through PyAV's v4l2 input: size, fps, pixel format (Y16 -> uint16 IR)."""
 
@@ -545,6 +557,7 @@ class V4L2Source(Source):
             asked = ", ".join(f"{k}={v}" for k, v in self.av_options.items()) or "driver defaults"
             raise SourceError(f"{device}: cannot open the camera with {asked} ({_av_reason(e)})") from None
         self._decoder = _PacketDecoder(self._container, self, low_latency=True)
+        self._clock_offset: int | None = None  # added to the driver's timestamps, see monotonic_offset
         stream = self._decoder.stream
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else None
@@ -561,7 +574,13 @@ class V4L2Source(Source):
                               f"{self.read_timeout:g} s)") from None
         if frame is None:
             raise EndOfStream(self.uri)
-        pts_ns = time.monotonic_ns() if frame.pts is None else _pts_ns(frame.pts, self._decoder.stream.time_base)
+        now = time.monotonic_ns()
+        if frame.pts is None:
+            pts_ns = now
+        else:
+            if self._clock_offset is None:
+                self._clock_offset = monotonic_offset(_pts_ns(frame.pts, self._decoder.stream.time_base), now)
+            pts_ns = _pts_ns(frame.pts, self._decoder.stream.time_base) + self._clock_offset
         return self._emit(self._convert(frame), pts_ns)
 
     def close(self) -> None:

@@ -238,3 +238,12 @@ def test_probe_command(capsys):
     assert "frames_read      5" in out and "size             (640, 480)" in out
     assert main(["probe", "/dev/video97", "-O", "pixel_format=y16", "-O", "size=640x512"]) == 2
     assert "error: /dev/video97: no such V4L2 device" in capsys.readouterr().err
+
+
+def test_v4l2_timestamps_join_the_monotonic_clock():
+    from streamfuse.io.sources import monotonic_offset
+
+    now = 5_000 * 10**9
+    assert monotonic_offset(now - 30_000_000, now) == 0  # a capture 30 ms ago on CLOCK_MONOTONIC: kept
+    wall = 1_763_800_000 * 10**9  # a driver stamping wall-clock time: moved onto the monotonic clock
+    assert wall + monotonic_offset(wall, now) == now
