@@ -16,6 +16,7 @@ per column in bold), ``results.csv`` (tidy: method, metric, mean, std, n, best),
 from __future__ import annotations
 
 import csv
+import importlib.util
 import logging
 import math
 import sys
@@ -167,7 +168,8 @@ def score_folders(ir_dir, vis_dir, fused_dirs, metrics: list[str] | None = None)
 def resolve_models(text: str) -> list[tuple[str, str | None]]:
     """'all' or 'name[:variant],...' -> [(model, variant or None)].
 
-    'all' = every baseline plus every trained model whose ONNX graph is in engines/."""
+    'all' = every baseline plus every trained model with shipped weights (its ONNX graph is
+    exported to engines/ first if it is not there yet)."""
     from streamfuse.models import get_model, list_models
 
     if text.strip().lower() == "all":
@@ -175,9 +177,14 @@ def resolve_models(text: str) -> list[tuple[str, str | None]]:
         for spec in list_models():
             if not spec.trained or spec.onnx_path().exists():
                 chosen.append((spec.name, None))
+            elif spec.weights_path().exists() and importlib.util.find_spec("torch") is not None:
+                from streamfuse.export.onnx import export_onnx
+
+                log.info("%s: weights but no ONNX graph yet; exporting it", spec.name)
+                export_onnx(spec.name)
+                chosen.append((spec.name, None))
             elif spec.weights_path().exists():
-                log.warning("%s: weights found but no ONNX graph; export it to include it: python run.py export --model %s",
-                            spec.name, spec.name)
+                log.warning("%s: weights found but no ONNX graph and no torch to export it; skipped", spec.name)
             else:
                 skipped.append(spec.name)
         if skipped:

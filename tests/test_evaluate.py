@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 
 import av
 import cv2
@@ -12,6 +13,7 @@ import pytest
 from streamfuse import StreamfuseError
 from streamfuse import evaluate as ev
 from streamfuse.cli import main
+from streamfuse.models import get_model
 
 
 def scene(seed, h=48, w=64):
@@ -108,9 +110,15 @@ def test_models_mode_fuses_with_baselines_on_onnxruntime(dataset):
     assert summary["max"]["SD"][0] > summary["average"]["SD"][0]
 
 
-def test_all_includes_the_baselines():
-    chosen = [name for name, _ in ev.resolve_models("all")]
-    assert {"average", "max", "laplacian"} <= set(chosen)
+def test_all_means_baselines_plus_models_with_weights(tmp_path, monkeypatch, caplog):
+    # an engines folder with only the baselines' graphs: no trained model has weights there
+    for name in ("average", "max", "laplacian"):
+        shutil.copy(get_model(name).onnx_path(), tmp_path / f"{name}.onnx")
+    monkeypatch.setenv("STREAMFUSE_ENGINES", str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="streamfuse"):
+        chosen = ev.resolve_models("all")
+    assert sorted(chosen) == [("average", None), ("laplacian", None), ("max", None)]
+    assert "not evaluated (no weights shipped): " in caplog.text and "res2netfuse" in caplog.text
 
 
 def write_video(path, frames, fps=10):
