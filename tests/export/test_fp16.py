@@ -1,27 +1,37 @@
 """FP16 numerics checked on the CPU: the FP16 graph (what TensorRT 11 builds, and what FP16 TensorRT
 engines approximate) against the FP32 graph on real pairs, and every layer's activation range."""
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shipped_models import shipped_graphs
+from streamfuse.export.flops import gflops
 from streamfuse.export.fp16 import FP16_MAX, _tensor_types, convert_onnx_fp16, fp16_report, load_pairs, psnr, to_fp16
 from streamfuse.models import get_model
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-PAIRS = 5  # one per dataset of ../shared/data (KAIST, LLVIP, M3SVD, RoadScene, TNO)
-MAX_SIDE = 256  # frames shrunk so the whole check stays a few seconds per model on one core
+PAIRS = 3  # real pairs from three datasets of ../shared/data
+GFLOP_BUDGET = 4.0  # per inference: frames are shrunk so each model's check takes a few seconds on one core
 _reports = {}
+
+
+def max_side_for(model, variant) -> int:
+    """Longest frame side keeping one inference near GFLOP_BUDGET (at most 256; `run.py export --check-fp16`
+    runs the same check at full size)."""
+    g = gflops(get_model(model).onnx_path(variant))
+    return 256 if g <= 0 else max(64, min(256, int(640 * math.sqrt(GFLOP_BUDGET / g))))
 
 
 def report(model, variant):
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data {SHARED_DATA} not present (../shared/data is the project's evaluation set)")
     if (model, variant) not in _reports:
-        _reports[model, variant] = fp16_report(model, variant, SHARED_DATA, limit=PAIRS, max_side=MAX_SIDE)
+        _reports[model, variant] = fp16_report(model, variant, SHARED_DATA, limit=PAIRS,
+                                               max_side=max_side_for(model, variant))
     return _reports[model, variant]
 
 
