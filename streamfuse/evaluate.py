@@ -258,9 +258,10 @@ def iter_gray_frames(src) -> Iterator[np.ndarray]:
             raise StreamfuseError(f"{path}: decoding failed ({exc})") from None
 
 
-def score_video(fused, ir, vis) -> dict[str, float]:
+def score_video(fused, ir, vis) -> tuple[dict[str, float], int]:
     """Temporal metrics (``streamfuse.metrics.temporal_metrics``) of a fused video against its
-    sources, frames paired by index; sources may be videos or image folders."""
+    sources, frames paired by index; sources may be videos or image folders.
+    Returns (metrics, frames scored)."""
     from tqdm import tqdm
 
     names = {"fused": fused, "IR": ir, "visible": vis}
@@ -282,7 +283,7 @@ def score_video(fused, ir, vis) -> dict[str, float]:
     if longer:
         log.warning("frame counts differ: scored the first %d frames; left over: %s", acc.pairs + 1,
                     ", ".join(f"{k} {c}" for k, c in longer.items()))
-    return acc.result()
+    return acc.result(), acc.pairs + 1
 
 
 # ------------------------------------------------------------------ reports
@@ -304,14 +305,15 @@ def best_methods(summary, name: str) -> set[str]:
     return {m for m, v in means.items() if v == target}
 
 
-def markdown_table(scores: Scores) -> str:
+def markdown_table(scores: Scores, counts: dict[str, int] | None = None, count_label: str = "n") -> str:
+    """One row per method; ``counts`` overrides the n column (e.g. frames of a video)."""
     summary = scores.summary()
     arrows = {n: "↑" if higher_is_better(n) else "↓" for n in scores.metrics}
-    lines = ["| method | n | " + " | ".join(f"{n} {arrows[n]}" for n in scores.metrics) + " |",
+    lines = [f"| method | {count_label} | " + " | ".join(f"{n} {arrows[n]}" for n in scores.metrics) + " |",
              "|---|---|" + "---|" * len(scores.metrics)]
     best = {n: best_methods(summary, n) for n in scores.metrics}
     for method, per in summary.items():
-        n_img = max((c for _, _, c in per.values()), default=0)
+        n_img = counts[method] if counts else max((c for _, _, c in per.values()), default=0)
         cells = []
         for name in scores.metrics:
             mean, std, count = per[name]
@@ -327,12 +329,11 @@ LEGEND = ("↑ higher is better, ↓ lower is better; best mean per column in bo
 
 
 def write_reports(scores: Scores, out_dir, title: str, sheet_pairs: list[tuple[str, Path, Path]] | None = None,
-                  sheet_rows: int = 6) -> dict[str, Path]:
+                  sheet_rows: int = 6, table: str | None = None, legend: str = LEGEND) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(scores)
     md = out_dir / "results.md"
-    md.write_text(f"# {title}\n\n{table}\n{LEGEND}\n")
+    md.write_text(f"# {title}\n\n{table or markdown_table(scores)}\n{legend}\n")
     summary = scores.summary()
     with open(out_dir / "results.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -354,13 +355,18 @@ def write_reports(scores: Scores, out_dir, title: str, sheet_pairs: list[tuple[s
     return paths
 
 
-def write_video_report(results: dict[str, dict[str, float]], out_dir) -> dict[str, Path]:
-    """results: method (video name) -> temporal metrics."""
-    names = list(TEMPORAL_HIGHER_IS_BETTER)
-    scores = Scores(names)
-    for method, vals in results.items():
+VIDEO_LEGEND = ("All lower is better, 0 for a still video; best per column in bold. Flicker: mean fused change "
+                "no source shows (grey levels); FlickerRatio: fused change / source change; TSI: 1 - R of fused "
+                "frame differences on the sources' (temporal structure inconsistency). Definitions: docs/eval.md.")
+
+
+def write_video_report(results: dict[str, tuple[dict[str, float], int]], out_dir) -> dict[str, Path]:
+    """results: method (video name) -> (temporal metrics, frames scored)."""
+    scores = Scores(list(TEMPORAL_HIGHER_IS_BETTER))
+    for method, (vals, _) in results.items():
         scores.add(method, "video", vals)
-    return write_reports(scores, out_dir, "Temporal stability")
+    table = markdown_table(scores, {m: n for m, (_, n) in results.items()}, "frames")
+    return write_reports(scores, out_dir, "Temporal stability", table=table, legend=VIDEO_LEGEND)
 
 
 TILE_H = 180

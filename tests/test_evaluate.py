@@ -143,9 +143,10 @@ def test_video_mode_scores_flicker_from_encoded_videos(tmp_path, caplog):
         (tmp_path / name).mkdir()
         for t, f in enumerate(frames[:7]):
             cv2.imwrite(str(tmp_path / name / f"{t:03d}.png"), f)
-    steady = ev.score_video(tmp_path / "stable.mp4", tmp_path / "ir.mp4", tmp_path / "vis.mp4")
+    steady, frames = ev.score_video(tmp_path / "stable.mp4", tmp_path / "ir.mp4", tmp_path / "vis.mp4")
+    assert frames == 8
     with caplog.at_level(logging.WARNING, logger="streamfuse"):
-        flicker = ev.score_video(tmp_path / "pumping.mp4", tmp_path / "ir", tmp_path / "vis")
+        flicker, _ = ev.score_video(tmp_path / "pumping.mp4", tmp_path / "ir", tmp_path / "vis")
     assert "frame counts differ: scored the first 7 frames; left over: fused 1" in caplog.text
     assert flicker["Flicker"] > 10 * max(steady["Flicker"], 0.1)
     assert flicker["TSI"] > steady["TSI"]
@@ -153,7 +154,8 @@ def test_video_mode_scores_flicker_from_encoded_videos(tmp_path, caplog):
     assert main(["eval", "--video", str(tmp_path / "stable.mp4"), "--video", str(tmp_path / "pumping.mp4"),
                  "--ir", str(tmp_path / "ir.mp4"), "--vis", str(tmp_path / "vis.mp4"), "--out", str(out)]) == 0
     md = (out / "results.md").read_text()
-    assert "| stable |" in md and "| pumping |" in md and "Flicker ↓" in md
+    assert "| method | frames | Flicker ↓ | FlickerRatio ↓ | TSI ↓ |" in md
+    assert "| stable | 8 |" in md and "| pumping | 8 |" in md
 
 
 def test_video_mode_rejects_bad_sources(tmp_path):
