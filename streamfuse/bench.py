@@ -222,11 +222,30 @@ def run_bench(models=("res2netfuse",), backends=ALL_BACKENDS, sizes=DEFAULT_SIZE
                              row["model_only"]["fps"], row["pipeline"]["fps"], row["pipeline_over_model"],
                              row["serial"]["fps"])
                     fuser.close()
+    doc["gpu_estimate"] = gpu_estimate(rows)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(doc))
     return doc
+
+
+def gpu_estimate(rows: list[dict]) -> list[dict]:
+    """Estimated GPU fps (streamfuse.export.flops) of each benchmarked model's ONNX graph; [] if none exists."""
+    from streamfuse.export.flops import estimate_rows
+    from streamfuse.models import get_model
+
+    graphs = {}
+    for r in rows:
+        spec = get_model(r["model"])
+        variant = r.get("variant") or spec.default_variant
+        path = spec.onnx_path(variant)
+        if path.exists():
+            graphs[f"{spec.name}/{variant}"] = path
+    try:
+        return estimate_rows(sorted(graphs.items()))
+    except ImportError:  # onnx not installed: the measured tables do not need it
+        return []
 
 
 def _display_path(path) -> str:
@@ -271,4 +290,13 @@ def markdown(doc: dict) -> str:
             st = r["pipeline"]["stages"]
             cells = " | ".join(f"{st[k]['p50_ms']} / {st[k]['p95_ms']}" for k in ("prepare", "model", "colour", "write"))
             lines.append(f"| {r['model']} | {r['backend']} | {r['size']} | {cells} |")
+    if doc.get("gpu_estimate"):
+        from streamfuse.export.flops import COMPUTE_EFFICIENCY, MEMORY_EFFICIENCY, estimate_table
+
+        lines += ["", "## Expected GPU speed: an estimate, not a measurement", "",
+                  "Model-only fps at 640x512 computed from each graph's GFLOPs and FP16 activation traffic and the "
+                  f"GPUs' published peak FP16 tensor throughput and memory bandwidth, assuming {COMPUTE_EFFICIENCY:.0%} "
+                  f"and {MEMORY_EFFICIENCY:.0%} of them are reached (method and sources: docs/gpu.md). Replace with "
+                  "measured rows by running `python run.py bench` on the GPU.", "",
+                  estimate_table(doc["gpu_estimate"])]
     return "\n".join(lines) + "\n"

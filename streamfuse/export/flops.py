@@ -165,20 +165,29 @@ def graphs_for_estimates(tmp_dir: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def estimate_table(graphs: list[tuple[str, Path]]) -> str:
-    """Markdown: GFLOPs and FP16 traffic at 640x512 and 1280x1024, and estimated model-only fps per GPU at 640x512."""
-    names = list(GPUS)
-    lines = ["| model | GFLOPs 640x512 | GFLOPs 1280x1024 | FP16 activation traffic 640x512 (MB) | "
-             + " | ".join(f"{n} (est. fps)" for n in names) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(names)]
+def estimate_rows(graphs: list[tuple[str, Path]]) -> list[dict]:
+    """Per graph: GFLOPs at 640x512 and 1280x1024, FP16 activation traffic at 640x512 and the estimated
+    model-only fps per GPU at 640x512 (None for graphs with almost no conv/matmul work, such as the
+    element-wise and pyramid baselines: their time goes to memory-bound ops this estimate ignores)."""
+    rows = []
     for label, path in graphs:
-        g, g_big = gflops(path, (512, 640)), gflops(path, (1024, 1280))
+        g = gflops(path, (512, 640))
         mb = traffic_bytes(path, (512, 640)) / 1e6
-        if g < 0.01:  # element-wise baselines: no conv/matmul work to estimate from
-            cells = ["n/a (element-wise only)"] * len(names)
-        else:
-            cells = [f"~{1000 / estimate_ms(g, mb / 1000, *GPUS[n]):,.0f}" for n in names]
-        lines.append(f"| {label} | {g:.2f} | {g_big:.2f} | {mb:.0f} | " + " | ".join(cells) + " |")
+        fps = {n: None if g < 0.1 else round(1000 / estimate_ms(g, mb / 1000, *GPUS[n]), 1) for n in GPUS}
+        rows.append({"model": label, "gflops_640x512": round(g, 2), "gflops_1280x1024": round(gflops(path, (1024, 1280)), 2),
+                     "fp16_traffic_mb_640x512": round(mb), "estimated_fps_640x512": fps})
+    return rows
+
+
+def estimate_table(rows: list[dict]) -> str:
+    """Markdown table of ``estimate_rows``."""
+    names = list(GPUS)
+    lines = ["| model | GFLOPs 640x512 | GFLOPs 1280x1024 | FP16 traffic 640x512 (MB) | "
+             + " | ".join(names) + " |", "|---|---:|---:|---:|" + "---:|" * len(names)]
+    for r in rows:
+        cells = ["n/a (little conv work)" if f is None else f"~{f:,.0f}" for f in r["estimated_fps_640x512"].values()]
+        lines.append(f"| {r['model']} | {r['gflops_640x512']:.2f} | {r['gflops_1280x1024']:.2f} | "
+                     f"{r['fp16_traffic_mb_640x512']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -189,4 +198,4 @@ if __name__ == "__main__":  # python -m streamfuse.export.flops: the estimate ta
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        print(estimate_table(graphs_for_estimates(Path(tmp))))
+        print(estimate_table(estimate_rows(graphs_for_estimates(Path(tmp)))))

@@ -81,3 +81,18 @@ def test_res2netfuse_fp16_traffic_and_estimate(tmp_path):
     tflops, gbs = GPUS["AGX Orin 64GB"]
     assert estimate_ms(gflop, gbyte, tflops, gbs) >= estimate_ms(gflop, gbyte, tflops, gbs * 100) > 0
     assert estimate_ms(gflop, gbyte, tflops, gbs * 100) == pytest.approx(gflop / (tflops * 0.30))
+
+
+def test_estimate_rows_and_table(tmp_path):
+    from streamfuse.export.flops import GPUS, estimate_rows, estimate_table
+    from streamfuse.export.onnx import export_onnx
+    from streamfuse.models import get_model
+
+    spec = get_model("res2netfuse")
+    path = export_onnx("res2netfuse", out=tmp_path / "res2netfuse.onnx", module=spec.build(load_weights=False))
+    (row,) = estimate_rows([("res2netfuse/l1", path)])
+    assert row["gflops_1280x1024"] == pytest.approx(4 * row["gflops_640x512"], rel=1e-3)
+    fps = row["estimated_fps_640x512"]
+    assert set(fps) == set(GPUS) and fps["RTX 4090"] > fps["AGX Orin 64GB"] > fps["Orin Nano 8GB"] > 0
+    table = estimate_table([row])
+    assert table.count("\n") == 2 and "| res2netfuse/l1 | " in table
