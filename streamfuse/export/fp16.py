@@ -232,7 +232,12 @@ def load_pairs(data_dir: str | Path, limit: int = 4, max_side: int = 320) -> lis
     from streamfuse.io.images import pair_folders, read_image
 
     data_dir = Path(data_dir)
-    roots = [data_dir] if (data_dir / "ir").is_dir() else sorted(p for p in data_dir.iterdir() if (p / "ir").is_dir() and (p / "vis").is_dir()) if data_dir.is_dir() else []
+    if (data_dir / "ir").is_dir():
+        roots = [data_dir]
+    elif data_dir.is_dir():
+        roots = sorted(p for p in data_dir.iterdir() if (p / "ir").is_dir() and (p / "vis").is_dir())
+    else:
+        roots = []
     if not roots:
         raise StreamfuseError(f"{data_dir}: expected ir/ and vis/ folders (or <dataset>/ir, <dataset>/vis)")
     per_root = max(1, math.ceil(limit / len(roots)))
