@@ -129,6 +129,12 @@ def add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="res2netfuse")
     p.add_argument("--variant", default=None, help="one variant (default: all variants of the model)")
     p.add_argument("-o", "--output", default=None, help="output .onnx (default engines/<model>[-variant].onnx)")
+    p.add_argument("--check-fp16", action="store_true",
+                   help="instead of exporting, check the ONNX (exported first if missing) for FP16/TensorRT: "
+                        "per-layer max |activation| on real pairs vs the FP16 range, fp16-vs-fp32 PSNR, TensorRT ops")
+    p.add_argument("--data", default=None, help="pairs for --check-fp16: a folder with ir/ and vis/, or of such "
+                                                "folders (default: the bundled sample)")
+    p.add_argument("--pairs", type=int, default=5, help="how many pairs --check-fp16 uses (default 5)")
 
 
 def cmd_export(args) -> int:
@@ -137,8 +143,72 @@ def cmd_export(args) -> int:
 
     spec = get_model(args.model)
     variants = [args.variant] if args.variant else list(spec.variants)
+    if args.check_fp16:
+        return check_fp16(spec, variants, args)
     for v in variants:
         print(export_onnx(spec.name, v, out=args.output if args.variant else None))
+    return 0
+
+
+def check_fp16(spec, variants, args) -> int:
+    from streamfuse.export.fp16 import FP16_MAX, fp16_report
+    from streamfuse.export.onnx import export_onnx
+    from streamfuse.export.tensorrt import TRT_MAX_OPSET, tensorrt_problems
+
+    ok = True
+    for v in variants:
+        path = Path(args.output) if args.output and args.variant else spec.onnx_path(v)
+        if not path.exists():
+            export_onnx(spec.name, v, out=path)
+        report = fp16_report(spec.name, v, args.data, onnx_path=path, limit=args.pairs, max_side=0)
+        print(report.text())
+        problems = tensorrt_problems(path)
+        print(f"  TensorRT ONNX parser (8.5, opset <= {TRT_MAX_OPSET}): "
+              + ("every operator supported" if not problems else "; ".join(problems)))
+        ok &= not problems and report.worst.max_abs < FP16_MAX and report.min_psnr >= 40.0
+    print("FP16 check: " + ("pass" if ok else "FAIL (see above)"))
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------- build (TensorRT)
+def add_build(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="res2netfuse")
+    p.add_argument("--variant", default=None, help="model variant (default: the model's default)")
+    p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
+    p.add_argument("--size", default="640x512", help="visible frame size WxH the engine is built for (default 640x512)")
+    p.add_argument("--ir-size", default=None, help="IR input size WxH when it differs (DDcGAN, MetaFusion)")
+    p.add_argument("--workspace", type=int, default=1024, help="builder workspace in MiB (default 1024)")
+    p.add_argument("--onnx", default=None, help="ONNX graph (default engines/<model>[-variant].onnx)")
+    p.add_argument("--force", action="store_true", help="rebuild even when the cached engine is up to date")
+
+
+def parse_size(text: str, option: str) -> tuple[int, int]:
+    """'640x512' -> (h, w) = (512, 640)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise StreamfuseError(f"{option} '{text}': expected WIDTHxHEIGHT, e.g. 640x512") from None
+    if w <= 0 or h <= 0:
+        raise StreamfuseError(f"{option} '{text}': width and height must be positive")
+    return h, w
+
+
+def cmd_build(args) -> int:
+    import json
+
+    from streamfuse.export.cache import sidecar_path
+    from streamfuse.export.tensorrt import engine_for
+    from streamfuse.models import get_model
+
+    spec = get_model(args.model)
+    variant = spec.check_variant(args.variant)
+    vis_hw = parse_size(args.size, "--size")
+    ir_hw = parse_size(args.ir_size, "--ir-size") if args.ir_size else None
+    path = engine_for(spec, variant, args.precision, vis_hw, ir_hw, onnx_path=Path(args.onnx) if args.onnx else None,
+                      force=args.force, workspace=args.workspace << 20)
+    key = json.loads(sidecar_path(path).read_text())["key"]
+    print(f"{path}: {spec.name}/{variant} {args.precision} {args.size}, TensorRT {key['tensorrt']}, "
+          f"{key['gpu']} (sm {key['compute_capability']})")
     return 0
 
 
@@ -360,6 +430,7 @@ COMMANDS = {
     "models": (add_models, cmd_models, "list the registered models and their weights"),
     "eval": (add_eval, cmd_eval, "score fused images or videos with fusion quality metrics; Markdown/CSV reports"),
     "export": (add_export, cmd_export, "export a model to ONNX (needs torch)"),
+    "build": (add_build, cmd_build, "build (or reuse) a cached TensorRT engine (needs an NVIDIA GPU and TensorRT)"),
     "calibrate": (add_calibrate, cmd_calibrate, "register IR to visible (points, checkerboard, auto) and find the time offset"),
     "probe": (add_probe, cmd_probe, "open a source (file, images, RTSP, V4L2) and report size, fps, timestamps, errors"),
 }
