@@ -136,7 +136,7 @@ class Pipeline:
         from streamfuse.io.reader import ReaderThread
         from streamfuse.io.sinks import check_writable, open_sink
         from streamfuse.io.sources import open_source
-        from streamfuse.io.uri import parse_sink
+        from streamfuse.io.uri import parse_sink, parse_source
 
         cfg = self.config
         check_writable(cfg.output)  # fail before any decoding or model loading
@@ -149,35 +149,36 @@ class Pipeline:
                 extra["onnx_path"] = Path(cfg.onnx_path)
             self.fuser = load_fuser(cfg.model, backend=cfg.backend, device=cfg.device, precision=cfg.precision,
                                     variant=cfg.variant, threads=cfg.threads or 1, **extra)
-        sources: dict = {}
-        try:
-            sources["ir"] = open_source(cfg.ir, **{"kind": "ir", **cfg.ir_options})
-            sources["vis"] = open_source(cfg.vis, **{"kind": "vis", **cfg.vis_options})
-        except BaseException:
-            for src in sources.values():
-                src.close()
-            raise
-        self.sources = sources
-        self.readers = {}
-        live = any(src.is_live for src in sources.values())
+        live = any(parse_source(uri).kind in ("rtsp", "v4l2") for uri in (cfg.ir, cfg.vis))
         mode = cfg.mode if cfg.mode != "auto" else ("live" if live else "lossless")
         self.stats.mode = mode
-        offset_ms = cfg.offset_ms if cfg.offset_ms is not None else self.registration.time_offset_ms
-        self.pairer = FramePairer(
-            mode, ir_fps=sources["ir"].fps, vis_fps=sources["vis"].fps,
-            tolerance_ns=None if cfg.tolerance_ms is None else int(cfg.tolerance_ms * 1e6),
-            offset_ns=int(round(offset_ms * 1e6)), max_wait_ns=int(cfg.max_wait_ms * 1e6))
-        log.info("pairing %s: tolerance %.1f ms, IR offset %+.1f ms", mode, self.pairer.tolerance_ns / 1e6, offset_ms)
-
         frame_q = {s: queue.Queue(cfg.queue_size) for s in STREAMS}
+        # Each reader starts as soon as its source is open: a live stream that sits unread while the
+        # other one connects would hand over a backlog of stale frames. The readers close their sources.
+        sources: dict = {}
+        readers = self.readers = {}
+        self.sources = sources
+        try:
+            for s, uri, options in (("ir", cfg.ir, cfg.ir_options), ("vis", cfg.vis, cfg.vis_options)):
+                sources[s] = open_source(uri, **{"kind": s, **options})
+                readers[s] = ReaderThread(sources[s], frame_q[s], mode, name=f"sf-read-{s}")
+                readers[s].start()
+        except BaseException:
+            for r in readers.values():
+                r.stop()
+            raise
         pair_q: queue.Queue = queue.Queue(cfg.queue_size)
         fused_q: queue.Queue = queue.Queue(cfg.queue_size)
-        # the readers close their sources when they end
-        readers = self.readers = {s: ReaderThread(sources[s], frame_q[s], mode, name=f"sf-read-{s}") for s in STREAMS}
         sink = None
         threads = []
         bar = None
         try:
+            offset_ms = cfg.offset_ms if cfg.offset_ms is not None else self.registration.time_offset_ms
+            self.pairer = FramePairer(
+                mode, ir_fps=sources["ir"].fps, vis_fps=sources["vis"].fps,
+                tolerance_ns=None if cfg.tolerance_ms is None else int(cfg.tolerance_ms * 1e6),
+                offset_ns=int(round(offset_ms * 1e6)), max_wait_ns=int(cfg.max_wait_ms * 1e6))
+            log.info("pairing %s: tolerance %.1f ms, IR offset %+.1f ms", mode, self.pairer.tolerance_ns / 1e6, offset_ms)
             rates = [src.fps for src in sources.values() if src.fps]
             sink_options = dict(cfg.output_options)
             if rates and parse_sink(cfg.output).kind in ("video", "rtsp"):
@@ -185,8 +186,6 @@ class Pipeline:
             sink = open_sink(cfg.output, **sink_options)
             self._t0 = time.perf_counter()
             self._t_last = self._t0
-            for r in readers.values():
-                r.start()
             threads = [threading.Thread(target=self._pair_loop, args=(frame_q, pair_q, mode), name="sf-pair", daemon=True),
                        threading.Thread(target=self._fuse_loop, args=(pair_q, fused_q), name="sf-fuse", daemon=True),
                        threading.Thread(target=self._write_loop, args=(fused_q, sink), name="sf-write", daemon=True)]
@@ -217,9 +216,7 @@ class Pipeline:
                 except Exception as exc:  # noqa: BLE001 - report, but the first error wins
                     self._fail(exc)
             for s, r in readers.items():
-                if r.ident is None:  # never started (e.g. the output failed to open)
-                    sources[s].close()
-                elif r.is_alive():
+                if r.is_alive():
                     log.warning("%s reader did not stop within 5 s", s)
         self._finish_stats(sources, sink)
         if self._error is not None:
