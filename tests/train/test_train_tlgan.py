@@ -1,0 +1,73 @@
+"""train/tlgan.py (named test_train_tlgan.py: pytest cannot hold two test_tlgan.py modules without
+packages, and a tests/train package would shadow the real ``train`` package)."""
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+
+from train.common import REPO  # noqa: E402
+from train.tlgan import Discriminator, TLGANTrainer, max_abs  # noqa: E402
+
+CFG = yaml.safe_load((REPO / "train" / "configs" / "tlgan.yaml").read_text())
+
+
+def tiny_batch(n=4, size=32, seed=0):
+    """Smooth 'scenes': a bright blob in the IR, stripes in the visible image, in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    centre = torch.rand(n, 2, 1, 1, generator=g) - 0.5
+    ir = torch.exp(-((xx - centre[:, :1]) ** 2 + (yy - centre[:, 1:]) ** 2) * 8)  # N x 1 x size x size
+    vis = 0.5 + 0.3 * torch.sin(xx * 9 + torch.rand(n, 1, 1, generator=g) * 6)
+    return ir.clamp(0, 1), vis[:, None].clamp(0, 1)
+
+
+def test_discriminator_shapes():
+    d = Discriminator(patch=36)  # 36 -> 18 -> 9 -> 5 -> 3 after four stride-2 convs
+    assert d(torch.rand(3, 1, 36, 36)).shape == (3, 1)
+    strides = [m.stride for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert strides == [(2, 2)] * 4
+
+
+def test_max_abs_picks_the_stronger_gradient():
+    a, b = torch.tensor([1.0, -3.0, 0.5]), torch.tensor([-2.0, 1.0, 0.25])
+    assert max_abs(a, b).tolist() == [-2.0, -3.0, 0.5]
+
+
+def test_one_step_lowers_the_generator_losses():
+    torch.manual_seed(0)
+    trainer = TLGANTrainer({**CFG, "patch": 32}, "cpu")
+    ir, vis = tiny_batch()
+    s_ir, s_vis = ir * 2 - 1, vis * 2 - 1
+    gen = torch.Generator().manual_seed(1)
+
+    def losses():
+        with torch.no_grad():  # train-mode BN (batch statistics), as in the step itself
+            f1, f2, f3 = trainer.generate(s_ir, s_vis)
+            return trainer.losses_g(s_ir, s_vis, f1, f2, f3, torch.Generator().manual_seed(2))
+
+    before = losses()
+    out = trainer.step(ir, vis, gen)
+    after = losses()
+    assert set(out) >= {"g", "d", "g1_content", "g2_content", "g3_content", "d1", "d2", "d3"}
+    for k in ("g1_content", "g2_content", "g", "g3_content"):
+        assert after[k] < before[k], k
+
+
+def test_discriminators_learn_in_one_step():
+    torch.manual_seed(0)
+    trainer = TLGANTrainer({**CFG, "patch": 32, "lr_d": 1e-4}, "cpu")  # the paper's lr
+    ir, vis = tiny_batch()
+    s_ir, s_vis = ir * 2 - 1, vis * 2 - 1
+    with torch.no_grad():
+        fakes = trainer.generate(s_ir, s_vis)
+
+    def d_loss():
+        with torch.no_grad():
+            return trainer.losses_d(s_ir, s_vis, *fakes, torch.Generator().manual_seed(3))["d"].item()
+
+    before = d_loss()
+    ld = trainer.losses_d(s_ir, s_vis, *fakes, torch.Generator().manual_seed(3))
+    trainer.opt_d.zero_grad()
+    ld["d"].backward()
+    trainer.opt_d.step()
+    assert d_loss() < before
