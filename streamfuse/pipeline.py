@@ -11,15 +11,17 @@ Lossless mode (files, sequences): every queue put blocks when full, so a slow mo
 readers down instead of losing frames. Live mode: readers keep the newest frames, the pair queue
 drops its oldest pair when the model falls behind, and every drop is counted.
 
-Shutdown: the end of either stream, ``Pipeline.stop()`` (the CLI calls it on SIGINT/SIGTERM) or an
-error stops the readers; what was already paired is still fused and written, then the sink is
-closed, so the output file is finalised and holds every fused frame. ``run()`` re-raises the first
-error after that.
+Shutdown: at the end of either stream (or ``max_frames``) every pair already made is fused and
+written. ``Pipeline.stop()`` (the CLI calls it on SIGINT/SIGTERM) and errors stop reading and
+fusing at once, and every frame already fused is still written. In all cases the sink is closed
+last, so the output file is finalised, plays, and holds every fused frame. ``run()`` re-raises the
+first error after that.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 import queue
 import signal
 import sys
@@ -44,10 +46,10 @@ POLL_S = 0.05  # how often blocked threads look at the stop flags
 
 
 class StageTimer:
-    """Durations of one stage; p50/p95 in milliseconds."""
+    """Durations of one stage; p50/p95 in milliseconds over the last ``keep`` frames (live runs are long)."""
 
-    def __init__(self):
-        self.samples: list[float] = []
+    def __init__(self, keep: int = 10_000):
+        self.samples: deque[float] = deque(maxlen=keep)
 
     def add(self, seconds: float) -> None:
         self.samples.append(seconds)

@@ -124,6 +124,32 @@ def test_mosaic_puts_ir_vis_fused_side_by_side(media, fast_fuser, tmp_path):
     assert frames[0].shape == (120, 480, 3)
 
 
+def test_calibration_warps_and_shifts_in_time(media, fast_fuser, tmp_path):
+    """A half-resolution IR camera started 0.5 s before the visible one: the calibration file's
+    homography brings the IR onto the visible grid, its output_size sets the output, and its
+    time_offset_ms lines the streams up."""
+    import cv2
+    import yaml
+
+    from streamfuse.pipeline import Pipeline
+
+    ir, vis = m3svd_frames(40)
+    ir_small = [cv2.resize(f, (80, 60), interpolation=cv2.INTER_AREA) for f in ir]
+    write_clip(tmp_path / "ir.mp4", ir_small, 30)
+    write_clip(tmp_path / "vis.mp4", vis[15:40], 30)
+    calib = tmp_path / "rig.yaml"
+    calib.write_text(yaml.safe_dump({"homography": [[2, 0, 0.5], [0, 2, 0.5], [0, 0, 1]], "ir_size": [80, 60],
+                                     "vis_size": [160, 120], "output_size": [128, 96], "time_offset_ms": -500}))
+    out = tmp_path / "fused.mp4"
+    cfg = RunConfig(ir=str(tmp_path / "ir.mp4"), vis=str(tmp_path / "vis.mp4"), output=str(out), calib=str(calib),
+                    progress=False)
+    stats = Pipeline(cfg, fuser=fast_fuser).run()
+    frames, _ = decode_clip(out)
+    assert stats.paired == stats.written == len(frames) == 25
+    assert stats.unmatched == {"ir": 15, "vis": 0}
+    assert frames[0].shape == (96, 128, 3)
+
+
 def test_error_mid_run_keeps_the_frames_fused_so_far(media, fast_fuser, tmp_path):
     """A model failing on the 5th frame: run() raises, and the file holds the 4 frames fused before."""
     from streamfuse.pipeline import Pipeline
