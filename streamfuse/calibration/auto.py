@@ -122,33 +122,39 @@ def field_score(fv: np.ndarray, fi: np.ndarray, mask: np.ndarray) -> float:
 
 
 class _ShiftCorrelator:
-    """Masked normalised cross-correlation over all shifts of a moving field against a fixed one."""
+    """Masked normalised cross-correlation over all shifts of a moving field against a fixed one
+    (OpenCV's real DFT in float32, spectra in packed CCS form, products by mulSpectrums)."""
 
-    def __init__(self, fixed: np.ndarray):
+    def __init__(self, fixed: np.ndarray, max_shift: tuple[int, int]):
         self.h, self.w = fixed.shape[:2]
-        self.shape = (cv2.getOptimalDFTSize(2 * self.h), cv2.getOptimalDFTSize(2 * self.w))
+        self.max_shift = max_shift
+        # zero padding by the largest shift is enough to keep the shifts searched free of wrap-around
+        self.shape = (cv2.getOptimalDFTSize(self.h + max_shift[1] + 1), cv2.getOptimalDFTSize(self.w + max_shift[0] + 1))
         self.f_fixed = [self._fft(fixed[..., c]) for c in range(fixed.shape[2])]
         self.f_energy = self._fft((fixed ** 2).sum(axis=2))
         self.f_ones = self._fft(np.ones((self.h, self.w), np.float32))
 
     def _fft(self, a):
-        return np.fft.rfft2(a, s=self.shape)
+        pad = np.zeros(self.shape, np.float32)
+        pad[:a.shape[0], :a.shape[1]] = a
+        return cv2.dft(pad, nonzeroRows=a.shape[0])
 
     def _corr(self, fa, fb):
         # sum_x a(x + t) b(x) for every shift t (wrapped: negative shifts at the end)
-        return np.fft.irfft2(fa * np.conj(fb), s=self.shape)
+        return cv2.idft(cv2.mulSpectrums(fa, fb, 0, conjB=True), flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)
 
-    def best(self, moving: np.ndarray, mask: np.ndarray, max_shift: tuple[int, int], min_overlap: float):
+    def best(self, moving: np.ndarray, mask: np.ndarray, min_overlap: float):
         """-> (score, dx, dy): fixed(x + (dx, dy)) best matches moving(x)."""
         f_mask = self._fft(mask)
-        cross = sum(a * np.conj(self._fft(moving[..., c])) for c, a in enumerate(self.f_fixed))
-        num = np.fft.irfft2(cross, s=self.shape)  # summed over channels before one inverse FFT
+        cross = sum(cv2.mulSpectrums(a, self._fft(np.ascontiguousarray(moving[..., c])), 0, conjB=True)
+                    for c, a in enumerate(self.f_fixed))
+        num = cv2.idft(cross, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)  # summed over channels first
         e_fixed = self._corr(self.f_energy, f_mask)
         e_moving = self._corr(self.f_ones, self._fft((moving ** 2).sum(axis=2)))
         overlap = self._corr(self.f_ones, f_mask)
         score = num / np.sqrt(np.maximum(e_fixed * e_moving, 1e-12))
-        score[overlap < min_overlap * mask.sum()] = -1
-        mx, my = max_shift
+        score[overlap < min_overlap * float(mask.sum())] = -1
+        mx, my = self.max_shift
         ys = np.r_[0:my + 1, self.shape[0] - my:self.shape[0]]
         xs = np.r_[0:mx + 1, self.shape[1] - mx:self.shape[1]]
         sub = score[np.ix_(ys, xs)]
@@ -174,7 +180,7 @@ def coarse_search(ir: np.ndarray, vis: np.ndarray, h0: np.ndarray, keep: int = 3
     vis_l, m_vis = _resize_to_width(vis, COARSE_WIDTH)
     lh, lw = vis_l.shape[:2]
     fv = edge_field(vis_l)
-    corr = _ShiftCorrelator(fv)
+    corr = _ShiftCorrelator(fv, (int(MAX_SHIFT * lw), int(MAX_SHIFT * lh)))
     base = m_vis @ h0  # IR pixel -> coarse VIS pixel, before the searched rotation/scale
     centre = apply_homography(base, [[(ir.shape[1] - 1) / 2, (ir.shape[0] - 1) / 2]])[0]
     ir_small, m_small = _prefiltered_ir(ir, base)
@@ -186,7 +192,7 @@ def coarse_search(ir: np.ndarray, vis: np.ndarray, h0: np.ndarray, keep: int = 3
             if mask.sum() < 0.05 * lw * lh:
                 continue
             fi = edge_field(img, mask)
-            score, dx, dy = corr.best(fi, mask, (int(MAX_SHIFT * lw), int(MAX_SHIFT * lh)), 0.25)
+            score, dx, dy = corr.best(fi, mask, 0.25)
             shift = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]])
             h = np.linalg.inv(m_vis) @ shift @ _similarity(angle, scale, centre, centre) @ base
             results.append((score, h, float(angle), float(scale)))
@@ -262,7 +268,7 @@ def refine(ir: np.ndarray, vis: np.ndarray, h: np.ndarray, model: str = "homogra
             correction, keep = _fit(pts, pts + shifts, scores, model if level > 0 else "similarity")
             inliers = int(keep.sum())
             h = np.linalg.inv(m_vis) @ correction @ m_vis @ h
-            if np.median(np.linalg.norm(shifts[keep], axis=1)) < 0.15:
+            if not keep.any() or np.median(np.linalg.norm(shifts[keep], axis=1)) < 0.15:
                 break
         m = m_vis @ h
         ir_src, m_src = _prefiltered_ir(ir, m)

@@ -4,7 +4,9 @@ Each registered IR/visible pair of ../shared/data (<dataset>/{ir,vis}) gives one
 warped by a random homography G (rotation up to 5 deg, scale 0.8-1.25, shift up to 10% of the
 size, a little perspective) onto a grid of another resolution (x0.5, x0.75 or x1.25), and
 ``auto_register`` must find G^-1 (warped IR -> visible). The error is the mean distance of the
-warped IR's four corners mapped by the estimate and by the truth, in visible pixels.
+warped IR's four corners mapped by the estimate and by the truth, in visible pixels: against the
+dataset's registration (error_px) and against the method's own alignment of the unwarped pair
+composed with G^-1 (relative_error_px; dataset_offset_px is how far those two truths differ).
 
     python -m streamfuse.calibration.bench [--data ../shared/data] [--json out/auto_bench.json]
 """
@@ -21,7 +23,7 @@ import cv2
 import numpy as np
 
 from streamfuse import REPO_DIR
-from streamfuse.calibration.auto import auto_register
+from streamfuse.calibration.auto import auto_register, refine, to_float_gray
 from streamfuse.geometry import apply_homography, scale_matrix
 from streamfuse.io.images import pair_folders, read_image
 
@@ -66,6 +68,14 @@ def list_pairs(data: Path, datasets=DATASETS):
     return pairs
 
 
+def dataset_alignment(ir: np.ndarray, vis: np.ndarray, model: str = "affine") -> np.ndarray:
+    """The method's own alignment of the unwarped pair (fine stage started at identity). Published
+    "registered" pairs are off by a few pixels themselves (see docs/calibration.md); composing this
+    with the known warp gives the truth for the relative error, which measures how well the known
+    warp is recovered without the dataset's own residual."""
+    return refine(to_float_gray(ir), to_float_gray(vis), np.eye(3), model)[0]
+
+
 def run_case(ir_path, vis_path, rng, model="affine"):
     """-> (result, error vs the dataset's registration, error vs the estimate on the unwarped pair
     composed with the known warp, the unwarped pair's own estimate vs identity, seconds)."""
@@ -74,7 +84,7 @@ def run_case(ir_path, vis_path, rng, model="affine"):
     t0 = time.perf_counter()
     res = auto_register(warped, vis, model=model)
     dt = time.perf_counter() - t0
-    ref = auto_register(ir, vis, model=model).homography  # the same method on the unwarped pair
+    ref = dataset_alignment(ir, vis, model)
     return (res, corner_error(res.homography, h_true, warped.shape),
             corner_error(res.homography, ref @ h_true, warped.shape), corner_error(ref, np.eye(3), ir.shape), dt)
 

@@ -77,7 +77,7 @@ def board_homography(ir_frames, vis_frames, pattern: tuple[int, int]):
                           f"{' and ' if c_ir is None and c_vis is None else ''}"
                           f"{'no board in visible' if c_vis is None else ''}")
             continue
-        best = min(_symmetries(pattern), key=lambda order: _fit_error(c_ir[order], c_vis))
+        best = _best_order(c_ir, c_vis, pattern)
         src.append(c_ir[best])
         dst.append(c_vis)
         used.append(n)
@@ -95,8 +95,20 @@ def board_homography(ir_frames, vis_frames, pattern: tuple[int, int]):
     return h, errors, used, misses
 
 
-def _fit_error(src: np.ndarray, dst: np.ndarray) -> float:
-    h, _ = cv2.findHomography(src, dst, 0)
-    if h is None or np.linalg.det(h[:2, :2]) <= 0:  # a mirror image cannot be the same board
-        return float("inf")
-    return float(np.linalg.norm(apply_homography(h, src) - dst, axis=1).mean())
+def _best_order(c_ir: np.ndarray, c_vis: np.ndarray, pattern) -> np.ndarray:
+    """The IR corner order that matches the visible one. A grid read from the opposite corner fits a
+    homography just as exactly (turned by 180 degrees), so among the orders that fit, the one that
+    keeps the cameras upright (least rotation; no mirror) wins."""
+    fits = []
+    for order in _symmetries(pattern):
+        h, _ = cv2.findHomography(c_ir[order], c_vis, 0)
+        if h is None or np.linalg.det(h[:2, :2]) <= 0:  # a mirror image cannot be the same board
+            continue
+        err = float(np.linalg.norm(apply_homography(h, c_ir[order]) - c_vis, axis=1).mean())
+        centre = c_ir.mean(axis=0)
+        a, b = apply_homography(h, [centre, centre + [10.0, 0.0]])
+        fits.append((err, abs(np.arctan2(b[1] - a[1], b[0] - a[0])), order))
+    if not fits:
+        return _symmetries(pattern)[0]
+    best_err = min(f[0] for f in fits)
+    return min((f for f in fits if f[0] <= best_err + 1.0), key=lambda f: f[1])[2]

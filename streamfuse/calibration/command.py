@@ -96,6 +96,10 @@ def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], li
             raise StreamfuseError(f"--sync: no clear time offset (motion correlation {res.correlation:.2f} < "
                                   f"{MIN_CORRELATION}); record a stretch with movement seen by both cameras")
         offset_ms = res.offset_ms
+        if method is not None and len(vis.small) > 1 and abs(offset_ms) * 1e6 > _half_period_ns(vis.small):
+            # read the visible frames again, now at the IR frames' moments
+            vis = fr.capture(opts.vis, "vis", keep, opts.max_frames, opts.fps,
+                             near_ns=[f.pts_ns + round(offset_ms * 1e6) for f in ir.frames])
         meta["sync"] = {"offset_ms": round(res.offset_ms, 2), "correlation": round(res.correlation, 3),
                         "margin": round(res.margin, 3), "confidence": round(res.confidence, 3)}
         report.append(f"time offset: {res.offset_ms:+.1f} ms (IR + offset = visible; {res.lag_frames:+.2f} frames), "
@@ -129,6 +133,10 @@ def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], li
         png = Path(opts.overlay) if opts.overlay else out.with_name(out.stem + "_overlay.png")
         written.append(write_image(png, overlay))
     return reg, report, written
+
+
+def _half_period_ns(frames) -> float:
+    return float(np.median(np.diff([f.pts_ns for f in frames]))) / 2
 
 
 def _points(ir_pts, vis_pts, ir_size, vis_size, where, report):
