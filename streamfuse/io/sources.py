@@ -14,10 +14,11 @@ Timestamps (Frame.pts_ns):
   files      (PTS - stream start) x time_base, so every file starts at 0 (cameras started apart:
              give the pairer an offset).
   images     seq / fps.
-  rtsp       clock="stream" (default): the first frame at time.monotonic_ns() when it arrived, later
-             frames spaced by the stream's RTP timestamps (no network jitter), continued across
-             reconnects by the time that passed. One clock for every live source in the process, so
-             two cameras can be paired. clock="arrival": time.monotonic_ns() at each frame's decode.
+  rtsp       clock="stream" (default): the frame's RTP time plus the smallest delay seen so far
+             between RTP time and arrival (time.monotonic_ns()): capture times on the monotonic clock,
+             free of network jitter and of the burst of frames buffered while the stream is probed.
+             One clock for every live source in the process, so two cameras can be paired; it runs
+             on across reconnects. clock="arrival": time.monotonic_ns() at each frame's decode.
   v4l2       the driver's capture timestamps, which are on the same monotonic clock (shifted onto
              it if a driver uses another clock, see monotonic_offset).
 """
@@ -43,6 +44,7 @@ from streamfuse.io.uri import check_options, expand_images, parse_source
 KINDS = ("ir", "vis")
 NS = 1_000_000_000
 RECORDING_END_SLACK_S = 0.5  # an RTSP recording that stops this close to its announced end has ended
+CLOCK_DRIFT_ALLOWANCE = 1e-4  # RTSP stream clock: a camera clock may run up to 100 ppm slow
 
 # Formats whose first plane is the 8-bit luma, read directly for IR (no colour conversion at all).
 _LUMA8_FORMATS = {"gray", "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
@@ -333,6 +335,7 @@ class RtspSource(Source):
         if clock not in ("arrival", "stream"):
             raise StreamfuseError(f"{self.uri}: clock must be arrival or stream, got '{clock}'")
         self.url = url
+        self.transport = transport
         self.clock = clock
         self.reconnect, self.max_retries = reconnect, max_retries
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
@@ -346,8 +349,9 @@ class RtspSource(Source):
         self._next_try = 0.0
         self._last_pts_ns: int | None = None
         self._last_arrival = 0
-        self._offset: int | None = None  # pts_ns - RTP time in ns, fixed by the connection's first timed frame
-        self._frames_this_connection = 0
+        # arrival - RTP time, lowest so far on this connection: the frames that came straight through
+        # (not held in a buffer or delayed by the network) set it
+        self._min_delay: int | None = None
         try:
             self._connect()
         except (av.FFmpegError, OSError) as e:
@@ -355,7 +359,12 @@ class RtspSource(Source):
                               f"open timeout {self.open_timeout:g} s)") from None
 
     def _connect(self) -> None:
-        container = av.open(self.url, options=self.av_options, timeout=(self.open_timeout, self.read_timeout))
+        container = self._open_container(self.av_options)
+        if container.streams.video and not container.streams.video[0].codec_context.width:
+            # the short probe saw no picture size (no parameter sets in the SDP): probe as usual
+            container.close()
+            options = {k: v for k, v in self.av_options.items() if k != "analyzeduration"}
+            container = self._open_container(options)
         if not container.streams.video:
             container.close()
             raise SourceError(f"{self.uri}: the RTSP stream has no video track")
@@ -367,8 +376,11 @@ class RtspSource(Source):
         rate = stream.guessed_rate or stream.average_rate
         self.fps = float(rate) if rate else self.fps
         self.size = (stream.codec_context.width, stream.codec_context.height)
-        self._offset, self._frames_this_connection = None, 0
+        self._min_delay = None  # RTP time starts anew with each session
         self._last_raw_s: float | None = None  # the latest frame's RTP time, seconds
+
+    def _open_container(self, options: dict):
+        return av.open(self.url, options=options, timeout=(self.open_timeout, self.read_timeout))
 
     def _drop_connection(self, reason: str) -> None:
         if self._container is not None:
@@ -416,49 +428,50 @@ class RtspSource(Source):
             try:
                 frame = self._decoder.next_frame()
             except (av.FFmpegError, OSError) as e:
+                if self._recording_finished(said_goodbye=False):  # e.g. the goodbye was lost (UDP)
+                    raise EndOfStream(self.uri) from None
                 self._drop_connection(_av_reason(e))
                 continue
             if frame is not None:
                 return self._emit(self._convert(frame), self._timestamp(frame))
             if self._decoder.ended:
-                if self._recording_finished():
+                # over UDP the demuxer ends only on the server's goodbye (RTCP BYE); over TCP also
+                # when the connection closes
+                if self._recording_finished(said_goodbye=self.transport == "udp"):
                     raise EndOfStream(self.uri)
                 self._drop_connection("the server closed the connection")
                 continue
             if deadline is not None and time.monotonic() > deadline:
                 return None
 
-    def _recording_finished(self) -> bool:
-        """At the demuxer's end: did a recording (the server announced its duration) play to its end?
-        A live stream has no duration, so its end is a lost connection. FFmpeg reports a server that
-        went away and one that finished alike (end of file), hence this check."""
+    def _recording_finished(self, said_goodbye: bool) -> bool:
+        """Has a recording (the server announced its duration) been played to its end?
+
+        A live stream has no duration: its end is a lost connection. A server's goodbye ends a
+        recording even a few frames early (over UDP FFmpeg can act on the goodbye before the last
+        packets). Otherwise FFmpeg reports a server that went away and one that finished alike, so the
+        last frame must be within RECORDING_END_SLACK_S of the announced end.
+        """
         duration, start = self._container.duration, self._container.start_time or 0
         if duration is None or self._last_raw_s is None:
             return False
-        return self._last_raw_s >= (start + duration) / 1e6 - RECORDING_END_SLACK_S
+        return said_goodbye or self._last_raw_s >= (start + duration) / 1e6 - RECORDING_END_SLACK_S
 
     def _timestamp(self, frame: av.VideoFrame) -> int:
         arrival = time.monotonic_ns()
         if frame.pts is not None:
             self._last_raw_s = float(frame.pts * self._decoder.stream.time_base)
-        if self.clock == "arrival":
-            pts_ns = arrival
-        else:
-            raw = None if frame.pts is None else _pts_ns(frame.pts, self._decoder.stream.time_base)
-            period = round(NS / (self.fps or 30.0))
-            if raw is not None and self._offset is not None:
-                pts_ns = self._offset + raw
-            elif self._last_pts_ns is None:  # the very first frame: now
-                pts_ns = arrival
-            elif self._frames_this_connection == 0:  # first after a reconnect: the time that passed
-                pts_ns = self._last_pts_ns + max(arrival - self._last_arrival, period)
-            else:  # no RTP time yet (the first packets of a session can lack one): one period on
-                pts_ns = self._last_pts_ns + period
-            if raw is not None and self._offset is None:
-                self._offset = pts_ns - raw
-            if self._last_pts_ns is not None:
-                pts_ns = max(pts_ns, self._last_pts_ns + 1)
-        self._frames_this_connection += 1
+        pts_ns = arrival
+        if self.clock == "stream" and frame.pts is not None:
+            raw = _pts_ns(frame.pts, self._decoder.stream.time_base)
+            delay = arrival - raw
+            if self._min_delay is not None:  # let the floor rise slowly: a camera clock a bit slow
+                leak = (arrival - self._last_arrival) * CLOCK_DRIFT_ALLOWANCE
+                delay = min(delay, self._min_delay + int(leak))
+            self._min_delay = delay
+            pts_ns = raw + delay
+        if self._last_pts_ns is not None:
+            pts_ns = max(pts_ns, self._last_pts_ns + 1)
         self._last_pts_ns, self._last_arrival = pts_ns, arrival
         return pts_ns
 
@@ -473,9 +486,10 @@ def rtsp_av_options(transport: str = "tcp", read_timeout: float = 5.0, low_laten
     """FFmpeg demuxer options for RTSP: transport, socket timeout (us) and low-latency flags."""
     options = {"rtsp_transport": transport, "timeout": str(int(read_timeout * 1_000_000))}
     if low_latency:
-        # decoder outputs each frame at once; UDP reordering waits at most 0.2 s. Not fflags=nobuffer:
-        # it throws away the frames read while the stream is probed.
-        options.update({"flags": "low_delay", "max_delay": "200000"})
+        # probe the stream for 0.1 s, not 5 (the default opens ~0.8 s late with a burst of buffered
+        # frames); the decoder outputs each frame at once; UDP reordering waits at most 0.2 s.
+        # Not fflags=nobuffer: it throws away the frames read while the stream is probed.
+        options.update({"analyzeduration": "100000", "flags": "low_delay", "max_delay": "200000"})
     return options
 
 

@@ -40,23 +40,58 @@ def read_all(src, on_frame=None):
                 on_frame(len(frames))
 
 
+def read_together(*sources):
+    """Read live sources side by side, as the pipeline's readers do (one left unread would fill its
+    socket buffer, and over UDP the kernel then drops packets)."""
+    frames = {src: [] for src in sources}
+    running = list(sources)
+    while running:
+        for src in list(running):
+            try:
+                frame = src.read(timeout=0.02)
+            except EndOfStream:
+                running.remove(src)
+                continue
+            if frame is not None:
+                frames[src].append(frame)
+    return [frames[src] for src in sources]
+
+
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 def test_read_the_sample_over_rtsp(rtsp_server, transport):
     server = rtsp_server(play={"ir": SAMPLE_DIR / "ir.mp4", "vis": SAMPLE_DIR / "vis.mp4"})
     with open_source(server.url("ir"), kind="ir", transport=transport) as ir, \
             open_source(server.url("vis"), kind="vis", transport=transport) as vis:
         assert ir.is_live and ir.size == (640, 480) and ir.frame_count is None and ir.fps == 30
-        ir_frames, vis_frames = read_all(ir), read_all(vis)
-    assert len(ir_frames) == len(vis_frames) == 20  # a recording played to its end: EndOfStream
+        ir_frames, vis_frames = read_together(ir, vis)
+    if transport == "tcp":
+        assert len(ir_frames) == len(vis_frames) == 20  # a recording played to its end: EndOfStream
+    else:  # UDP may lose packets, and FFmpeg can act on the server's goodbye before the last ones
+        assert 10 <= len(ir_frames) <= 20 and 10 <= len(vis_frames) <= 20
+    assert ir.reconnects == vis.reconnects == 0  # the end of a recording is not a lost connection
     assert ir_frames[0].image.shape == (480, 640) and vis_frames[0].image.shape == (480, 640, 3)
     file_frames = list(open_source(str(SAMPLE_DIR / "vis.mp4")))
     assert np.abs(vis_frames[5].image.astype(int) - file_frames[5].image).mean() < 1  # same bitstream
-    # stream clock: spacing from the RTP timestamps, 1/30 s, not network jitter (the first RTP packet
-    # has no time yet, so frame 0 is placed one nominal period before frame 1)
-    steps = np.diff([f.pts_ns for f in vis_frames]) / 1e6
-    assert steps[1:] == pytest.approx(np.full(18, 1000 / 30), abs=0.01)
-    assert steps[0] == pytest.approx(1000 / vis.fps, abs=0.01)
-    assert ir.reconnects == 0 and ir.corrupt_packets == 0
+    if transport == "tcp":
+        assert np.abs(vis_frames[-1].image.astype(int) - file_frames[-1].image).mean() < 1
+    pts = [f.pts_ns for f in vis_frames]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert ir.corrupt_packets == 0
+
+
+def test_stream_clock_follows_rtp_time_without_jitter(rtsp_server, long_clip):
+    """pts = RTP time + the smallest delay seen: never later than the frame's arrival, and spaced by
+    the camera's own clock (1/30 s) rather than by when packets happened to arrive."""
+    server = rtsp_server(play={"cam": long_clip})
+    pts, arrivals = [], []
+    with open_source(server.url("cam")) as src:
+        while len(pts) < 60:
+            frame = src.read(timeout=5)
+            arrivals.append(time.monotonic_ns())
+            pts.append(frame.pts_ns)
+    assert all(p <= a for p, a in zip(pts, arrivals))
+    steps_ms = np.diff(pts) / 1e6
+    assert np.mean(np.abs(steps_ms - 1000 / 30) < 0.05) >= 0.8, np.round(steps_ms, 2)
 
 
 def test_reconnects_after_server_restart(rtsp_server, long_clip):
