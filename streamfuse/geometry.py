@@ -75,6 +75,7 @@ class Registration:
     source: str = "<identity>"
     ir_mode: str | None = field(default=None, init=False, repr=False)  # set by prepare()
     _maps: tuple | None = field(default=None, init=False, repr=False)
+    _shrink_wh: tuple | None = field(default=None, init=False, repr=False)
 
     # ------------------------------------------------------------ loading / saving
     @classmethod
@@ -214,9 +215,14 @@ class Registration:
         self.ir_to_model = scale_matrix(self.out_wh, self.ir_out_wh) @ self.ir_matrix(ir_wh, vis_wh)
         self.vis_to_output = self.vis_matrix(vis_wh)
         self.ir_mode = _mode(self.ir_to_model, ir_wh, self.ir_out_wh)
-        self._maps = None
+        self._maps = self._shrink_wh = None
         if self.ir_mode == "remap":
-            mx, my = self.float_maps()
+            m = self.ir_to_model
+            scale = math.sqrt(abs(np.linalg.det(m[:2, :2] - np.outer(m[:2, 2], m[2, :2]))))  # at the origin
+            if scale < 0.75:  # the IR gets much smaller: area-average first, or the remap aliases
+                self._shrink_wh = (max(1, round(ir_wh[0] * scale)), max(1, round(ir_wh[1] * scale)))
+                m = m @ np.linalg.inv(scale_matrix(ir_wh, self._shrink_wh))
+            mx, my = _maps(m, self.ir_out_wh)
             self._maps = cv2.convertMaps(mx, my, cv2.CV_16SC2)  # fixed-point maps: about 2x faster remap
         return self
 
@@ -227,11 +233,7 @@ class Registration:
     def float_maps(self) -> tuple[np.ndarray, np.ndarray]:
         """For each model-grid pixel, the IR pixel it samples (x map, y map), float32."""
         self._prepared()
-        w, h = self.ir_out_wh
-        xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-        src = np.linalg.inv(self.ir_to_model) @ np.stack([xs.ravel(), ys.ravel(), np.ones(w * h)])
-        src = src[:2] / src[2]
-        return src[0].reshape(h, w).astype(np.float32), src[1].reshape(h, w).astype(np.float32)
+        return _maps(self.ir_to_model, self.ir_out_wh)
 
     def sampling_grid(self) -> np.ndarray:
         """HxWx2 float32 grid for torch ``grid_sample(ir, grid, align_corners=False)`` (x, y in [-1, 1])."""
@@ -247,6 +249,8 @@ class Registration:
         if self.ir_mode == "resize":
             shrink = self.ir_out_wh[0] < ir.shape[1]
             return cv2.resize(ir, self.ir_out_wh, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        if self._shrink_wh is not None:
+            ir = cv2.resize(ir, self._shrink_wh, interpolation=cv2.INTER_AREA)
         return cv2.remap(ir, self._maps[0], self._maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
     def warp_vis(self, vis: np.ndarray) -> np.ndarray:
@@ -259,6 +263,16 @@ class Registration:
             return vis
         shrink = self.out_wh[0] < vis.shape[1]
         return cv2.resize(vis, self.out_wh, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _maps(m: np.ndarray, dst_wh) -> tuple[np.ndarray, np.ndarray]:
+    """For each destination pixel of the matrix m (source pixel -> destination pixel), the source
+    pixel it samples: (x map, y map), float32."""
+    w, h = dst_wh
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
+    src = np.linalg.inv(m) @ np.stack([xs.ravel(), ys.ravel(), np.ones(w * h)])
+    src = src[:2] / src[2]
+    return src[0].reshape(h, w).astype(np.float32), src[1].reshape(h, w).astype(np.float32)
 
 
 def _mode(m: np.ndarray, src_wh, dst_wh) -> str:

@@ -124,3 +124,11 @@ def test_not_yaml_and_missing_file(tmp_path):
         Registration.from_file(bad)
     with pytest.raises(StreamfuseError, match="calibration file not found"):
         Registration.from_file(tmp_path / "none.yaml")
+
+
+def test_much_smaller_model_grid_is_area_averaged_not_aliased(tmp_path):
+    """DDcGAN-style 1/4 IR grid: a fine stripe pattern must average to grey, not alias into stripes."""
+    stripes = np.tile(np.array([0, 255], np.uint8), (512, 320))  # 1-px vertical stripes, 640x512
+    reg = Registration.from_file(write(tmp_path, valid())).prepare((512, 640), (1024, 1280), ir_out_hw=(128, 160))
+    small = reg.warp_ir(stripes).astype(np.float32)[10:-10, 10:-10]
+    assert small.shape == (108, 140) and abs(small.mean() - 127.5) < 10 and small.std() < 20
