@@ -135,6 +135,8 @@ def add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="pairs for --check-fp16: a folder with ir/ and vis/, or of such "
                                                 "folders (default: the bundled sample)")
     p.add_argument("--pairs", type=int, default=5, help="how many pairs --check-fp16 uses (default 5)")
+    p.add_argument("--max-side", type=int, default=640,
+                   help="--check-fp16 shrinks pairs to this longest side (default 640; 0 = native size)")
 
 
 def cmd_export(args) -> int:
@@ -160,7 +162,7 @@ def check_fp16(spec, variants, args) -> int:
         path = Path(args.output) if args.output and args.variant else spec.onnx_path(v)
         if not path.exists():
             export_onnx(spec.name, v, out=path)
-        report = fp16_report(spec.name, v, args.data, onnx_path=path, limit=args.pairs, max_side=0)
+        report = fp16_report(spec.name, v, args.data, onnx_path=path, limit=args.pairs, max_side=args.max_side)
         print(report.text())
         problems = tensorrt_problems(path)
         print(f"  TensorRT ONNX parser (8.5, opset <= {TRT_MAX_OPSET}): "
