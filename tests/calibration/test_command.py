@@ -5,7 +5,6 @@ import av
 import cv2
 import numpy as np
 import pytest
-import yaml
 
 from streamfuse.calibration.bench import corner_error, make_case
 from streamfuse.cli import main
