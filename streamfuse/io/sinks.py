@@ -2,7 +2,8 @@
 
 Every sink: ``write(image, pts_ns)`` (image HxWx3 BGR uint8 or HxW gray; uint16 is shifted to 8 bits),
 ``close()`` (idempotent; finalises the output), context manager, ``frames_written``.
-``check_writable(uri)`` raises StreamfuseError when the output cannot be written, before any work.
+``check_writable(uri)`` raises StreamfuseError when the output cannot be written, before any work
+(a folder that cannot be written, no window support for display://, no server answering for rtsp://).
 
 Video files (out.mp4 / .mkv / .mov): H.264 (libx264), yuv420p, options ``preset`` (default "veryfast"),
 ``crf`` (default 20), ``bitrate`` (e.g. "2M"; replaces crf), ``fps`` (nominal rate for the encoder's rate
@@ -14,10 +15,12 @@ Odd widths/heights are cropped by one pixel (yuv420p needs even sizes).
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 import cv2
@@ -57,6 +60,24 @@ def check_writable(uri: str) -> None:
         _probe_folder(folder, uri)
     elif parsed.kind == "display":
         display_unavailable_reason(uri, raise_error=True)
+    elif parsed.kind == "rtsp":
+        _probe_server(uri)
+
+
+def _probe_server(uri: str, timeout: float = 5.0) -> None:
+    """An RTSP server to publish to must at least accept a connection."""
+    url = urlsplit(uri)
+    try:
+        port = url.port or 554
+    except ValueError:
+        raise StreamfuseError(f"{uri}: bad port in the RTSP URL") from None
+    if not url.hostname:
+        raise StreamfuseError(f"{uri}: no host in the RTSP URL (expected rtsp://host:port/path)")
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        raise StreamfuseError(f"{uri}: cannot reach the RTSP server at {url.hostname}:{port} "
+                              f"({e.strerror or e})") from None
 
 
 def _probe_folder(folder: Path, uri: str) -> None:

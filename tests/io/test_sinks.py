@@ -130,6 +130,16 @@ def test_unwritable_output_fails_before_any_work(tmp_path):
     assert sorted(p.name for p in (tmp_path / "new" / "deeper").iterdir()) == []  # the probe is gone
 
 
+def test_rtsp_output_without_a_server_fails_early():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StreamfuseError, match=rf"cannot reach the RTSP server at 127.0.0.1:{port} \(.+\)"):
+        check_writable(f"rtsp://127.0.0.1:{port}/fused")
+
+
 def test_display_without_window_support_is_clear():
     from streamfuse.io.sinks import display_unavailable_reason
 
