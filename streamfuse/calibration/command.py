@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.geometry import Registration
-from streamfuse.io.images import write_image
+from streamfuse.io.images import IMAGE_EXTS, write_image
 
 log = logging.getLogger("streamfuse")
 
@@ -82,8 +83,14 @@ def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], li
 
         ir_pts, vis_pts = load_points(opts.points)
     keep = opts.frames or DEFAULT_FRAMES[method]
-    ir = fr.capture(opts.ir, "ir", keep, opts.max_frames, opts.fps)
-    vis = fr.capture(opts.vis, "vis", keep, opts.max_frames, opts.fps, near_ns=[f.pts_ns for f in ir.frames])
+    if _live(opts.ir) or _live(opts.vis):  # cameras: both must be read over the same seconds
+        with ThreadPoolExecutor(2) as pool:
+            jobs = [pool.submit(fr.capture, uri, kind, keep, opts.max_frames, opts.fps)
+                    for uri, kind in ((opts.ir, "ir"), (opts.vis, "vis"))]
+            ir, vis = (job.result() for job in jobs)
+    else:  # files: the visible frames nearest in time to the sampled IR frames
+        ir = fr.capture(opts.ir, "ir", keep, opts.max_frames, opts.fps)
+        vis = fr.capture(opts.vis, "vis", keep, opts.max_frames, opts.fps, near_ns=[f.pts_ns for f in ir.frames])
     report = [f"IR {ir.size[0]}x{ir.size[1]} ({len(ir.small)} frame(s) read), visible {vis.size[0]}x{vis.size[1]} "
               f"({len(vis.small)} frame(s) read)"]
     meta: dict = {"ir_source": opts.ir, "vis_source": opts.vis}
@@ -96,7 +103,8 @@ def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], li
             raise StreamfuseError(f"--sync: no clear time offset (motion correlation {res.correlation:.2f} < "
                                   f"{MIN_CORRELATION}); record a stretch with movement seen by both cameras")
         offset_ms = res.offset_ms
-        if method is not None and len(vis.small) > 1 and abs(offset_ms) * 1e6 > _half_period_ns(vis.small):
+        if (method is not None and len(vis.small) > 1 and not _live(opts.vis)
+                and abs(offset_ms) * 1e6 > _half_period_ns(vis.small)):
             # read the visible frames again, now at the IR frames' moments
             vis = fr.capture(opts.vis, "vis", keep, opts.max_frames, opts.fps,
                              near_ns=[f.pts_ns + round(offset_ms * 1e6) for f in ir.frames])
@@ -133,6 +141,12 @@ def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], li
         png = Path(opts.overlay) if opts.overlay else out.with_name(out.stem + "_overlay.png")
         written.append(write_image(png, overlay))
     return reg, report, written
+
+
+def _live(uri: str) -> bool:
+    from streamfuse.io.uri import parse_source
+
+    return Path(uri).suffix.lower() not in IMAGE_EXTS and parse_source(uri).kind in ("rtsp", "v4l2")
 
 
 def _half_period_ns(frames) -> float:
