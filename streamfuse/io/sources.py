@@ -16,7 +16,8 @@ Timestamps (Frame.pts_ns):
   images     seq / fps.
   rtsp       clock="stream" (default): the frame's RTP time plus the smallest delay seen so far
              between RTP time and arrival (time.monotonic_ns()): capture times on the monotonic clock,
-             free of network jitter and of the burst of frames buffered while the stream is probed.
+             free of network jitter (the frames buffered while the stream is probed come out close
+             together; from then on the spacing is the camera's).
              One clock for every live source in the process, so two cameras can be paired; it runs
              on across reconnects. clock="arrival": time.monotonic_ns() at each frame's decode.
   v4l2       the driver's capture timestamps, which are on the same monotonic clock (shifted onto
@@ -486,10 +487,10 @@ def rtsp_av_options(transport: str = "tcp", read_timeout: float = 5.0, low_laten
     """FFmpeg demuxer options for RTSP: transport, socket timeout (us) and low-latency flags."""
     options = {"rtsp_transport": transport, "timeout": str(int(read_timeout * 1_000_000))}
     if low_latency:
-        # probe the stream for 0.1 s, not 5 (the default opens ~0.8 s late with a burst of buffered
-        # frames); the decoder outputs each frame at once; UDP reordering waits at most 0.2 s.
-        # Not fflags=nobuffer: it throws away the frames read while the stream is probed.
-        options.update({"analyzeduration": "100000", "flags": "low_delay", "max_delay": "200000"})
+        # probe the stream for 0.3 s, not up to 5 (enough for FFmpeg to tell the frame rate, 0.1 s is
+        # not with B-frames); the decoder outputs each frame at once; UDP reordering waits at most
+        # 0.2 s. Not fflags=nobuffer: it throws away the frames read while the stream is probed.
+        options.update({"analyzeduration": "300000", "flags": "low_delay", "max_delay": "200000"})
     return options
 
 
