@@ -420,7 +420,7 @@ def stop_on_signals(stop):
         if seen:
             raise KeyboardInterrupt
         seen.append(signum)
-        print(f"\n{signal.Signals(signum).name}: finishing the frames in flight and closing the output "
+        print(f"\n{signal.Signals(signum).name}: stopping; writing the frames fused so far and closing the output "
               "(send it again to abort)", file=sys.stderr)
         stop("interrupted")
 

@@ -98,8 +98,12 @@ def test_lossless_frame_count_and_duration(media, fuser, tmp_path):
     frames, times = decode_clip(out)
     assert len(frames) == stats.written == stats.paired == 25
     assert frames[0].shape == (120, 160, 3)
-    # the output keeps the visible stream's timestamps: 25 frames at 25 fps -> 0.00 .. 0.96 s
-    assert times[-1] - times[0] == pytest.approx(24 / 25, abs=1 / 25)
+    # the output keeps the visible stream's timestamps: 25 frames at 25 fps -> 0.00 .. 0.96 s, 1 s long
+    assert times[-1] - times[0] == pytest.approx(24 / 25, abs=1e-3)
+    import av
+
+    with av.open(str(out)) as container:
+        assert container.duration / 1e6 == pytest.approx(1.0, abs=1 / 25)
     assert stats.ended_early is None and stats.stopped_by == "end of streams"
     assert stats.stages["model"]["n"] == 25 and stats.stages["model"]["p95_ms"] >= stats.stages["model"]["p50_ms"]
 
