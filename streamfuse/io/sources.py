@@ -182,6 +182,17 @@ def _av_reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
+def _seconds(uri: str, name: str, value) -> float:
+    """A duration option, checked: a positive number of seconds."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0:
+        raise StreamfuseError(f"{uri}: {name} must be a positive number of seconds, got '{value}'")
+    return seconds
+
+
 def _pts_ns(ticks: int, time_base) -> int:
     """ticks x time_base in ns, rounded to the nearest ns (exact integer arithmetic)."""
     return (2 * ticks * NS * time_base.numerator + time_base.denominator) // (2 * time_base.denominator)
@@ -338,9 +349,16 @@ class RtspSource(Source):
         self.url = url
         self.transport = transport
         self.clock = clock
+        if isinstance(max_retries, str) and max_retries.lower() in ("none", "null", "forever"):
+            max_retries = None
+        try:
+            max_retries = None if max_retries is None else int(max_retries)
+        except (TypeError, ValueError):
+            raise StreamfuseError(f"{self.uri}: max_retries must be a whole number or none, got '{max_retries}'") from None
         self.reconnect, self.max_retries = reconnect, max_retries
-        self.backoff, self.max_backoff = float(backoff), float(max_backoff)
-        self.open_timeout, self.read_timeout = float(open_timeout), float(read_timeout)
+        self.backoff, self.max_backoff = _seconds(self.uri, "backoff", backoff), _seconds(self.uri, "max_backoff", max_backoff)
+        self.open_timeout = _seconds(self.uri, "open_timeout", open_timeout)
+        self.read_timeout = _seconds(self.uri, "read_timeout", read_timeout)
         self.low_latency = low_latency
         self.av_options = rtsp_av_options(transport, self.read_timeout, low_latency)
         self._convert = FrameConverter(kind)
@@ -557,7 +575,8 @@ class V4L2Source(Source):
         super().__init__(uri or device, kind)
         self.device = device
         self.av_options = v4l2_av_options(size, fps, pixel_format, uri=self.uri)
-        self.read_timeout = float(read_timeout)
+        self.read_timeout = _seconds(self.uri, "read_timeout", read_timeout)
+        open_timeout = _seconds(self.uri, "open_timeout", open_timeout)
         try:
             mode = os.stat(device).st_mode
         except FileNotFoundError:
@@ -567,7 +586,7 @@ class V4L2Source(Source):
             raise SourceError(f"{device}: not a V4L2 device (expected a character device like /dev/video0)")
         try:
             self._container = av.open(device, format="v4l2", options=self.av_options,
-                                      timeout=(float(open_timeout), self.read_timeout))
+                                      timeout=(open_timeout, self.read_timeout))
         except (av.FFmpegError, OSError) as e:
             asked = ", ".join(f"{k}={v}" for k, v in self.av_options.items()) or "driver defaults"
             raise SourceError(f"{device}: cannot open the camera with {asked} ({_av_reason(e)})") from None

@@ -246,3 +246,14 @@ def test_v4l2_timestamps_join_the_monotonic_clock():
     assert monotonic_offset(now - 30_000_000, now) == 0  # a capture 30 ms ago on CLOCK_MONOTONIC: kept
     wall = 1_763_800_000 * 10**9  # a driver stamping wall-clock time: moved onto the monotonic clock
     assert wall + monotonic_offset(wall, now) == now
+
+
+def test_rtsp_option_values_are_checked_before_connecting():
+    with pytest.raises(StreamfuseError, match="max_retries must be a whole number or none, got 'often'"):
+        open_source("rtsp://127.0.0.1:9/cam", max_retries="often")
+    with pytest.raises(StreamfuseError, match="transport must be tcp or udp, got 'http'"):
+        open_source("rtsp://127.0.0.1:9/cam", transport="http")
+    with pytest.raises(StreamfuseError, match="read_timeout must be a positive number of seconds, got '0'"):
+        open_source("rtsp://127.0.0.1:9/cam", read_timeout=0)
+    with pytest.raises(StreamfuseError, match="open_timeout must be a positive number of seconds, got 'soon'"):
+        open_source("/dev/video0", open_timeout="soon")
