@@ -6,7 +6,7 @@ import yaml
 torch = pytest.importorskip("torch")
 
 from train.common import REPO  # noqa: E402
-from train.tlgan import Discriminator, TLGANTrainer, max_abs  # noqa: E402
+from train.tlgan import Discriminator, TLGANTrainer, content_loss  # noqa: E402
 
 CFG = yaml.safe_load((REPO / "train" / "configs" / "tlgan.yaml").read_text())
 
@@ -28,9 +28,15 @@ def test_discriminator_shapes():
     assert strides == [(2, 2)] * 4
 
 
-def test_max_abs_picks_the_stronger_gradient():
-    a, b = torch.tensor([1.0, -3.0, 0.5]), torch.tensor([-2.0, 1.0, 0.25])
-    assert max_abs(a, b).tolist() == [-2.0, -3.0, 0.5]
+def test_content_loss_wants_the_anchor_intensity_and_the_stronger_edges():
+    ir, vis = tiny_batch()
+    flat = torch.full_like(vis, 0.5)
+    # edges only in the anchor: the anchor itself is the optimum
+    assert content_loss(ir, ir, ir, flat, lam=2).item() == pytest.approx(0.0, abs=1e-7)
+    # the visible stripes are stronger edges: the anchor alone now misses them
+    assert content_loss(ir, ir, ir, vis, lam=2).item() > 0.01
+    # adding the stripes' detail to the anchor lowers the loss
+    assert content_loss(ir + (vis - 0.5), ir, ir, vis, lam=2) < content_loss(ir, ir, ir, vis, lam=2)
 
 
 def test_one_step_lowers_the_generator_losses():
