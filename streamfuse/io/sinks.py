@@ -190,20 +190,29 @@ class _Encoder:
         # the last frame's duration counts in the file's; take the latest interval (nominal fps at first)
         interval = ticks - self._last_ticks if self._last_ticks >= 0 else round(TIME_BASE.denominator / self.fps)
         frame.duration = interval
+        first = self._last_ticks < 0
         self._last_ticks = ticks
-        for packet in self.stream.encode(frame):
+        try:
+            packets = self.stream.encode(frame)
+        except av.FFmpegError as e:
+            if first:  # the encoder opens on the first frame: a bad option shows here
+                asked = ", ".join(f"{k}={v}" for k, v in self.codec_options.items())
+                raise StreamfuseError(f"{self.uri}: cannot start the H.264 encoder with {asked} "
+                                      f"({getattr(e, 'strerror', None) or e})") from None
+            raise
+        for packet in packets:
             self.container.mux(packet)
 
     def close(self) -> None:
         if self.container is None:
             return
         try:
-            if self.stream is not None:
+            if self.stream is not None and self.stream.codec_context.is_open:
                 for packet in self.stream.encode(None):  # flush the frames x264 still holds
                     self.container.mux(packet)
         finally:
-            self.container.close()
-            self.container = None
+            container, self.container = self.container, None
+            container.close()
 
 
 # Gray 0..255 -> TV-range luma 16..235, the range players assume for H.264 yuv420p.
@@ -222,6 +231,19 @@ def _gray_frame(gray: np.ndarray) -> av.VideoFrame:
         else:
             rows[:] = 128
     return frame
+
+
+def _fps(value, uri: str) -> float:
+    """The nominal frame rate option (default 30)."""
+    if value is None:
+        return 30.0
+    try:
+        fps = float(value)
+    except (TypeError, ValueError):
+        fps = -1.0
+    if not fps > 0:
+        raise StreamfuseError(f"{uri}: fps must be a positive number, got '{value}'")
+    return fps
 
 
 def _parse_bitrate(value, uri: str) -> int:
@@ -248,12 +270,16 @@ class VideoFileSink(Sink):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         codec_options = {"preset": str(preset)}
         if bitrate is None:
+            try:
+                if not 0 <= float(crf) <= 51:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise StreamfuseError(f"{self.uri}: crf must be a number from 0 (lossless) to 51, got '{crf}'") from None
             codec_options["crf"] = str(crf)
         self.bitrate = bitrate
         if bitrate is not None:
             _parse_bitrate(bitrate, self.uri)
-        fps = float(fps) if fps else 30.0
-        self._encoder = _Encoder(str(self.path), self.uri, None, {}, codec_options, fps)
+        self._encoder = _Encoder(str(self.path), self.uri, None, {}, codec_options, _fps(fps, self.uri))
 
     def write(self, image: np.ndarray, pts_ns: int) -> None:
         self._check_open()
@@ -289,7 +315,7 @@ class RtspSink(Sink):
         _parse_bitrate(bitrate, self.uri)
         codec_options = {"preset": str(preset), "tune": "zerolatency", "bf": "0"}
         self._encoder = _Encoder(url, self.uri, "rtsp", {"rtsp_transport": transport}, codec_options,
-                                 float(fps) if fps else 30.0)
+                                 _fps(fps, self.uri))
 
     def write(self, image: np.ndarray, pts_ns: int) -> None:
         self._check_open()

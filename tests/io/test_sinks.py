@@ -99,6 +99,17 @@ def test_bitrate_option(tmp_path):
         open_sink(str(tmp_path / "c.mp4"), bitrate="fast")
 
 
+def test_bad_encoder_options_are_named(tmp_path):
+    with pytest.raises(StreamfuseError, match="crf must be a number from 0 .lossless. to 51, got '60'"):
+        open_sink(str(tmp_path / "a.mp4"), crf=60)
+    with pytest.raises(StreamfuseError, match="fps must be a positive number, got 'fast'"):
+        open_sink(str(tmp_path / "a.mp4"), fps="fast")
+    sink = open_sink(str(tmp_path / "b.mp4"), preset="warp9")
+    with pytest.raises(StreamfuseError, match=r"b\.mp4: cannot start the H.264 encoder with preset=warp9, crf=20"):
+        sink.write(np.zeros((64, 64, 3), np.uint8), 0)
+    sink.close()  # closing after the failure is clean
+
+
 def test_image_folder_sink(tmp_path):
     irs, viss = m3svd_frames(3)
     with open_sink(f"images://{tmp_path}/frames") as sink:
