@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from streamfuse import REPO_DIR
-from streamfuse.calibration.auto import auto_register, refine, to_float_gray
+from streamfuse.calibration.auto import auto_register, fine_align, to_float_gray
 from streamfuse.geometry import apply_homography, scale_matrix
 from streamfuse.io.images import pair_folders, read_image
 
@@ -74,7 +74,7 @@ def dataset_alignment(ir: np.ndarray, vis: np.ndarray, model: str = "affine") ->
     "registered" pairs are off by a few pixels themselves (see docs/calibration.md); composing this
     with the known warp gives the truth for the relative error, which measures how well the known
     warp is recovered without the dataset's own residual."""
-    return refine(to_float_gray(ir), to_float_gray(vis), np.eye(3), model)[0]
+    return fine_align(to_float_gray(ir), to_float_gray(vis), np.eye(3), model)[0]
 
 
 def pseudo_ir(vis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -110,6 +110,22 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+def markdown(out: dict) -> str:
+    """The summary as a Markdown table (docs/calibration.md)."""
+    rows = ["| dataset (pairs) | refused | vs dataset: <= 3 px | median | p90 | relative: <= 3 px | median | p90 | max (accepted) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name, v in out.items():
+        if not isinstance(v, dict) or "error_px" not in v:
+            continue
+        a, r = v["error_px"], v["relative_error_px"]
+        worst = max((c["relative_error_px"] for c in out["cases"] if c["converged"] and name in ("all", c["dataset"])),
+                    default=float("nan"))
+        rows.append(f"| {name} ({v['pairs']}) | {v['pairs'] - v['converged']} | {a['fraction_le_3px']:.0%} | "
+                    f"{a['percentiles']['50']:.2f} | {a['percentiles']['90']:.2f} | {r['fraction_le_3px']:.0%} | "
+                    f"{r['percentiles']['50']:.2f} | {r['percentiles']['90']:.2f} | {worst:.2f} |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -139,6 +155,7 @@ def main(argv=None) -> int:
         out[name] = summarize(sub)
     out["cases"] = rows
     print(json.dumps({k: v for k, v in out.items() if k != "cases"}, indent=1))
+    print(markdown(out))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
