@@ -80,3 +80,25 @@ def test_no_board_says_where():
 def test_bad_pattern(text):
     with pytest.raises(StreamfuseError, match="--checkerboard"):
         parse_pattern(text)
+
+
+def test_calibrate_command_on_board_sequences(tmp_path, capsys):
+    """The same views as two image sequences through `run.py calibrate --checkerboard`."""
+    from streamfuse.cli import main
+    from streamfuse.geometry import Registration
+
+    irs, viss, rig = views(4)
+    for kind, frames in (("ir", irs), ("vis", viss)):
+        (tmp_path / kind).mkdir()
+        for k, img in enumerate(frames):
+            cv2.imwrite(str(tmp_path / kind / f"{k:04d}.png"), img)
+    out = tmp_path / "rig.yaml"
+    code = main(["calibrate", "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"),
+                 "--checkerboard", "9x6", "-o", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and "found in both cameras in 4 of 4 frame pair(s), 216 corners" in text
+    reg = Registration.from_file(out)
+    c = np.array([[0, 0], [319, 0], [319, 255], [0, 255]], float)
+    assert np.linalg.norm(apply_homography(reg.homography, c) - apply_homography(rig, c), axis=1).mean() < 1.5
+    assert reg.metadata["method"] == "checkerboard" and reg.metadata["rms_error_px"] < 0.6
+    assert reg.ir_size == (320, 256) and reg.vis_size == (640, 480)
