@@ -120,7 +120,8 @@ def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], li
     elif method == "auto":
         h, m = _auto(pairs, opts, report)
     else:
-        h, m = previous.homography, dict(previous.metadata)
+        h = previous.homography
+        m = {k: v for k, v in previous.metadata.items() if k not in ("date", "tool")}  # stamped anew
         if previous.ir_size is not None:
             previous.check_sizes(ir.size, vis.size)
     meta = {**m, **meta} if method else {**m, "sync": meta.get("sync")}
