@@ -309,6 +309,12 @@ def fp16_report(model: str, variant: str | None = None, data_dir: str | Path | N
     if not onnx_path.exists():
         raise StreamfuseError(f"{onnx_path}: ONNX graph for '{spec.name}' not found (export it: python run.py export --model {spec.name})")
     pairs = load_pairs(data_dir or SAMPLE_DIR / "images", limit, max_side)
+    scale = spec.ir_scale_for(variant)
+    if scale > 1:  # these models take a smaller IR: give it the size a real low-res IR camera would
+        import cv2
+
+        pairs = [(stem, cv2.resize(ir, (-(-ir.shape[1] // scale), -(-ir.shape[0] // scale)), interpolation=cv2.INTER_AREA), vis)
+                 for stem, ir, vis in pairs]
     frames = [(normalize_ir(ir), split_luma(vis)[0]) for _, ir, vis in pairs]
     layers = activation_ranges(spec, variant, onnx_path, frames)
     with tempfile.TemporaryDirectory() as tmp:
