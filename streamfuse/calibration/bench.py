@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from streamfuse import REPO_DIR
-from streamfuse.calibration.auto import auto_register, fine_align, to_float_gray
+from streamfuse.calibration.auto import auto_register, refine, to_float_gray
 from streamfuse.geometry import apply_homography, scale_matrix
 from streamfuse.io.images import pair_folders, read_image
 
@@ -74,7 +74,7 @@ def dataset_alignment(ir: np.ndarray, vis: np.ndarray, model: str = "affine") ->
     "registered" pairs are off by a few pixels themselves (see docs/calibration.md); composing this
     with the known warp gives the truth for the relative error, which measures how well the known
     warp is recovered without the dataset's own residual."""
-    return fine_align(to_float_gray(ir), to_float_gray(vis), np.eye(3), model)[0]
+    return refine(to_float_gray(ir), to_float_gray(vis), np.eye(3), model)[0]
 
 
 def pseudo_ir(vis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
