@@ -166,7 +166,8 @@ def mi(fused, ir, vis) -> float:
     return mutual_information(fused, ir) + mutual_information(fused, vis)
 
 
-_FMI_CHUNK = 32768  # windows per vectorised block: bounds memory
+_FMI_CHUNK = 8192  # windows per vectorised block: bounds memory, stays in cache
+_POSITIONS = np.arange(18)
 
 
 class _FmiWindows:
@@ -182,7 +183,8 @@ class _FmiWindows:
         self._all = None
 
     def stats(self, rows: np.ndarray):
-        """pdf, log2 pdf (0 where the pdf is 0), sum p log2 p, centred pdf, mean and sd of the index."""
+        """pdf, log2 pdf (0 where the pdf is 0), sum p log2 p, centred pdf and its sum of squares,
+        mean and sd of the index."""
         if self._all is not None:
             return tuple(s[rows] for s in self._all)
         return self._stats(self.raw[rows])
@@ -200,9 +202,10 @@ class _FmiWindows:
         logp = np.log2(np.where(p > 0, p, 1.0))
         plogp = (p * logp).sum(axis=1)
         centred = p - p.mean(axis=1, keepdims=True)
+        ss = (centred * centred).sum(axis=1)
         e = p @ self.IDX
         sd = np.sqrt(np.maximum(p @ (self.IDX * self.IDX) - e * e, 0.0))
-        return p, logp, plogp, centred, e, sd
+        return p, logp, plogp, centred, ss, e, sd
 
 
 def _fmi_pair_map(src: _FmiWindows, fused: _FmiWindows) -> np.ndarray:
@@ -219,10 +222,10 @@ def _fmi_pair_map(src: _FmiWindows, fused: _FmiWindows) -> np.ndarray:
     todo = np.flatnonzero(np.any(src.raw != fused.raw, axis=1))  # identical windows score 1
     for start in range(0, len(todo), _FMI_CHUNK):
         rows = todo[start:start + _FMI_CHUNK]
-        a, la, aloga, at, e_a, sd_a = src.stats(rows)
-        f, lf, floga, ft, e_f, sd_f = fused.stats(rows)
+        a, la, aloga, at, ss_a, e_a, sd_a = src.stats(rows)
+        f, lf, floga, ft, ss_f, e_f, sd_f = fused.stats(rows)
         num = (at * ft).sum(axis=1)
-        den = np.sqrt((at * at).sum(axis=1) * (ft * ft).sum(axis=1))
+        den = np.sqrt(ss_a * ss_f)
         c = np.where(num == 0, 0.0, num / np.where(den > 0, den, 1.0))  # Pearson of the pdfs
         sdd = sd_a * sd_f
         # Upper bound (c >= 0): comonotone coupling of f and a. Lower bound (c < 0): the
@@ -233,21 +236,19 @@ def _fmi_pair_map(src: _FmiWindows, fused: _FmiWindows) -> np.ndarray:
         base = np.arange(len(rows))[:, None] * l  # flat gathers are much faster than take_along_axis
         d = np.diff(merged.ravel()[order + 2 * base], axis=1, prepend=0.0)  # interval masses
         from_f = order < l
-        i = np.minimum(np.cumsum(from_f, axis=1) - from_f, l - 1)  # 0-based cell of each interval
-        m = np.minimum(np.cumsum(~from_f, axis=1) - ~from_f, l - 1)
+        before_f = np.cumsum(from_f, axis=1) - from_f  # F breakpoints passed before each interval
+        i = np.minimum(before_f, l - 1)  # 0-based cell of each interval
+        m = np.minimum(_POSITIONS - before_f, l - 1)  # the other breakpoints passed are A's
         j = np.where(neg[:, None], l - 1 - m, m)
         cov = (d * (i + 1) * (j + 1)).sum(axis=1) - e_f * e_a  # Hoeffding: covariance of the indices
         with np.errstate(divide="ignore", invalid="ignore"):
             k = np.where((sdd == 0) | (c == 0), 0.0, c / (cov / sdd))
         one_k = 1.0 - k
         log_one_k = np.log2(np.where(one_k != 0, np.abs(one_k), 1.0))
-        fi, aj = i + base, j + base
-        ind = one_k[:, None] * f.ravel()[fi] * a.ravel()[aj]
-        ind_log = log_one_k[:, None] + lf.ravel()[fi] + la.ravel()[aj]
+        ind = one_k[:, None] * f.ravel()[i + base] * a.ravel()[j + base]
         joint = k[:, None] * d + ind
-        absj = np.abs(joint)
         # MATLAB keeps real(-p log2 p): for a negative p that is -p log2|p|.
-        corr = (joint * np.log2(np.where(absj > 0, absj, 1.0)) - ind * ind_log).sum(axis=1)
+        corr = (_xlog2abs(joint) - _xlog2abs(ind)).sum(axis=1)
         # sum over all 81 cells of I log2|I| with I = (1 - k) f_i a_j and sum f = sum a = 1
         s_ind = one_k * (log_one_k + floga + aloga)
         h_a, h_f = -aloga, -floga
@@ -255,6 +256,12 @@ def _fmi_pair_map(src: _FmiWindows, fused: _FmiWindows) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             out[rows] = np.where(mi_af == 0, 0.0, 2.0 * mi_af / (h_a + h_f))
     return out
+
+
+def _xlog2abs(p: np.ndarray) -> np.ndarray:
+    """p log2|p|, 0 where p == 0."""
+    ap = np.abs(p)
+    return p * np.log2(np.where(ap > 0, ap, 1.0))
 
 
 def fmi_pixel(fused, ir, vis) -> float:
