@@ -14,13 +14,14 @@ There is no fused ground truth: as in the authors' code the fused output is pull
 HR sources, which leaves it free anywhere between them; the architecture (max selection) and the
 contrast loss decide where.
 Phase 2 (``finetune_steps``): the same plus lambda * contrast loss (lambda = 0.005), in the form
-of the perceptual contrast-enhancement energy the paper builds on:
-    mean (f - (IR + VIS) / 2)^2  -  mean over pixel pairs (p, q) of w_pq |f_p - f_q|,
-    w_pq = 1 / (|p - q| (1 - tanh((|IR_p - IR_q| + |VIS_p - VIS_q|) / 2)) + 1e-4).
-Made tractable with local windows: the pairs are every pixel p with q = p + o for
-``contrast_offsets`` offsets o drawn per step from the (2R+1)^2 window (R = ``contrast_radius``),
-instead of all pairs of a 10x10 thumbnail (the authors' code, which also detaches the contrast
-term so that only the distance-to-average term gets a gradient).
+of the perceptual contrast-enhancement energy the paper builds on, per pixel p:
+    (f_p - (IR_p + VIS_p) / 2)^2  -  sum over partners q of w_pq |f_p - f_q|,
+    w_pq = 1 / (|p - q| (1 - tanh((|IR_p - IR_q| + |VIS_p - VIS_q|) / 2)) + 1e-4),
+averaged over the pixels. Made tractable with local windows: the partners of p are the pixels
+within R = ``contrast_radius`` (a (2R+1)^2 window, 1/|p - q| makes far pairs weigh little), and
+the sum over them is estimated from ``contrast_offsets`` offsets drawn per step (scaled by
+window size / offsets). The authors' code instead takes all pairs of a 10x10 thumbnail of the
+centre crop and detaches the contrast sum, so that only the distance-to-average term is trained.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def _pairs(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tenso
     return p, q
 
 
-def contrast_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, offsets) -> torch.Tensor:
+def contrast_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, offsets, radius: int) -> torch.Tensor:
     """Distance to the sources' average minus the source-weighted local contrast (see the module docstring)."""
     closeness = ((fused - 0.5 * (ir + vis)) ** 2).mean()
     contrast = fused.new_zeros(())
@@ -80,10 +81,13 @@ def contrast_loss(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, offs
         bp, bq = _pairs(vis, dy, dx)
         weight = 1.0 / (math.hypot(dy, dx) * (1 - torch.tanh(((ap - aq).abs() + (bp - bq).abs()) / 2)) + 1e-4)
         contrast = contrast + (weight * (fp - fq).abs()).mean()
-    return closeness - contrast / len(offsets)
+    # unbiased estimate of the sum over all partners q in the window from the sampled offsets
+    window = (2 * radius + 1) ** 2 - 1
+    return closeness - contrast * window / len(offsets)
 
 
-def compute_losses(model: MetaFusion, ir_hr, vis_hr, r_ir: float, r_vis: float, lam: float = 0.0, offsets=()) -> dict:
+def compute_losses(model: MetaFusion, ir_hr, vis_hr, r_ir: float, r_vis: float, lam: float = 0.0, offsets=(),
+                   radius: int = 7) -> dict:
     """Forward one Wald's-protocol batch; returns the loss terms and their total under "loss"."""
     patch = ir_hr.shape[-1]
     ir_in, vis_in = downsample(ir_hr, lr_size(patch, r_ir)), downsample(vis_hr, lr_size(patch, r_vis))
@@ -92,7 +96,7 @@ def compute_losses(model: MetaFusion, ir_hr, vis_hr, r_ir: float, r_vis: float, 
            "fuse": F.l1_loss(fused, ir_hr) + F.l1_loss(fused, vis_hr)}
     out["loss"] = out["sr"] + out["fuse"]
     if lam:
-        out["contrast"] = contrast_loss(fused, ir_hr, vis_hr, offsets)
+        out["contrast"] = contrast_loss(fused, ir_hr, vis_hr, offsets, radius)
         out["loss"] = out["loss"] + lam * out["contrast"]
     return out
 
@@ -119,10 +123,12 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
     model = build_model(cfg).to(device).train()
     opt = make_optimizer(model, cfg)
     ckpt = run_dir / "checkpoint.pt"
-    start = 0
+    start, earlier_seconds = 0, 0.0
     if resume and ckpt.exists():
         start = load_checkpoint(ckpt, {"model": model}, {"opt": opt})
-        rng.bit_generator.state = torch.load(ckpt, map_location="cpu", weights_only=False)["data_rng"]
+        extra = torch.load(ckpt, map_location="cpu", weights_only=False)
+        rng.bit_generator.state = extra["data_rng"]
+        earlier_seconds = float(extra.get("train_seconds", 0.0))
     steps, finetune = int(cfg["steps"]), int(cfg["finetune_steps"])
     total = steps + finetune
     log = LossLog(run_dir / "losses.csv", ["loss", "sr", "fuse", "contrast", "r_ir", "r_vis"])
@@ -133,7 +139,8 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
         r_ir, r_vis = draw_scales(cfg, rng)
         lam = float(cfg["contrast_lambda"]) if step >= steps else 0.0
         offsets = draw_offsets(int(cfg["contrast_radius"]), int(cfg["contrast_offsets"]), rng) if lam else ()
-        losses = compute_losses(model, ir_hr.to(device), vis_hr.to(device), r_ir, r_vis, lam, offsets)
+        losses = compute_losses(model, ir_hr.to(device), vis_hr.to(device), r_ir, r_vis, lam, offsets,
+                                int(cfg["contrast_radius"]))
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         opt.step()
@@ -141,14 +148,15 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
             log.write(step + 1, {**{k: v.item() for k, v in losses.items()}, "r_ir": r_ir, "r_vis": r_vis})
             bar.set_postfix(loss=f"{losses['loss'].item():.4f}", phase="contrast" if lam else "pixel")
         if (step + 1) % int(cfg["checkpoint_every"]) == 0 or step + 1 == total:
-            save_checkpoint(ckpt, step + 1, {"model": model}, {"opt": opt}, {"data_rng": rng.bit_generator.state})
+            save_checkpoint(ckpt, step + 1, {"model": model}, {"opt": opt},
+                            {"data_rng": rng.bit_generator.state, "train_seconds": earlier_seconds + time.time() - t0})
     log.close()
-    seconds = time.time() - t0
+    seconds = earlier_seconds + time.time() - t0  # all runs of this schedule (resumes included)
     final = evaluate(model, data, cfg)
-    ship(model, cfg, out_dir, run_dir, {"steps": steps, "finetune_steps": finetune, "resumed_from": start,
-                                        "device": device, "train_seconds_this_run": round(seconds, 1),
+    ship(model, cfg, out_dir, run_dir, {"pairs": len(data), "steps": steps, "finetune_steps": finetune, "resumed_from": start,
+                                        "device": device, "train_seconds": round(seconds, 1),
                                         "final_losses_fixed_batch": final})
-    print(f"metafusion: {total} steps ({total - start} this run) in {seconds:.0f} s, final {final} -> {out_dir}")
+    print(f"metafusion: {total} steps ({total - start} this run), {seconds:.0f} s training in all, final {final} -> {out_dir}")
 
 
 def evaluate(model: MetaFusion, data: PairDataset, cfg: dict) -> dict:
@@ -160,7 +168,8 @@ def evaluate(model: MetaFusion, data: PairDataset, cfg: dict) -> dict:
     with torch.no_grad():
         out = {}
         for r in (1, 2, 4):
-            terms = compute_losses(model, ir_hr, vis_hr, r, 1.0, float(cfg["contrast_lambda"]), offsets)
+            terms = compute_losses(model, ir_hr, vis_hr, r, 1.0, float(cfg["contrast_lambda"]), offsets,
+                                   int(cfg["contrast_radius"]))
             out.update({f"{k}_x{r}": round(v.item(), 5) for k, v in terms.items()})
     return out
 
@@ -179,7 +188,7 @@ def ship(model: MetaFusion, cfg: dict, out_dir: Path, run_dir: Path, extra: dict
         onnx_files.append(export_onnx("metafusion", variant, out=out_dir / f"{stem}.onnx", module=module.eval()).name)
     csv_path = run_dir / "losses.csv"
     write_record("metafusion", cfg, out_dir, {
-        "data": {"root": cfg["data"], "pairs": len(PairDataset(cfg["data"])), "patch": int(cfg["patch"]),
+        "data": {"root": cfg["data"], "pairs": extra.pop("pairs"), "patch": int(cfg["patch"]),
                  "batch_size": int(cfg["batch_size"])},
         **extra,
         "loss_log": str(csv_path.relative_to(REPO)) if csv_path.is_relative_to(REPO) else str(csv_path),

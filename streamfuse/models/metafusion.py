@@ -20,7 +20,8 @@ sources super-resolved) at any output size:
 4. Two residual compensation modules: meta-downscale each upscaled feature map back to its input
    size, take the error against the extracted features, meta-upscale the error and add it to the
    source features and its absolute-max over the sources to the fused features.
-5. Heads: a 3x3 conv for the fused image and one shared 3x3 conv for the two super-resolved sources.
+5. Heads: a 3x3 conv for the fused image (min-max stretched to [0, 1] per image, as in the code) and
+   one shared 3x3 conv for the two super-resolved sources.
 
 ``forward(ir, vis)`` returns the fused image at the visible size (the streamfuse Fuser contract);
 ``run(ir, vis, out_hw)`` returns (fused, ir_sr, vis_sr) at any ``out_hw``.
@@ -42,8 +43,9 @@ Deviations from the paper and the authors' code, and why:
   another aspect ratio than the input (e.g. 333x211 from 160x120) are handled exactly.
 - Pixel-centre projection ((i + 0.5) / r) instead of the top-left projection i / r, so an integer
   downscale samples the centre of each r x r cell (the 3x3 kernel cannot reach it otherwise for r=4).
-- No per-batch min-max rescaling of the outputs (the code's ``scale_image``): it makes the output of
-  one frame depend on the whole frame's extremes (flicker in video); the Fuser clips to [0, 1].
+- The code's min-max rescaling (``scale_image``) is kept for the fused image only, per image (the code
+  rescales each whole batch and the SR outputs too; the SR heads here are trained against the HR
+  sources' own range). Note for video: each frame is stretched by its own extremes.
 - The CAM/PAM loops over the batch in the code are batched ops here (same maths), and the unused
   ``conv_after_meta_down`` of the code's RCM is left out.
 """
@@ -180,6 +182,12 @@ class MetaResample(nn.Module):
         return torch.cat(out, 2)
 
 
+def stretch(x: torch.Tensor) -> torch.Tensor:
+    """The paper's output normalisation of the fused image: min-max to [0, 1], per image."""
+    lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+    return (x - lo) / (hi - lo + EPS)
+
+
 def abs_max(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Element-wise pick of whichever input has the larger magnitude (max-selection fusion)."""
     return torch.where(a.abs() >= b.abs(), a, b)
@@ -284,7 +292,7 @@ class MetaFusion(nn.Module):
         fused = self.fusion(fa_up, fb_up)
         for rcm in self.rcms:
             fa_up, fb_up, fused = rcm(fa, fb, fa_up, fb_up, fused)
-        return self.head_fused(fused), self.head_sr(fa_up), self.head_sr(fb_up)
+        return stretch(self.head_fused(fused)), self.head_sr(fa_up), self.head_sr(fb_up)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         return self.run(ir, vis, vis.shape[-2:])[0]

@@ -33,14 +33,24 @@ def test_odd_size_forward_at_visible_size():
     assert torch.isfinite(out).all()
 
 
-def test_unequal_inputs_and_arbitrary_output_size():
+@pytest.mark.parametrize("ir_hw, vis_hw, out_hw", [
+    ((12, 16), (24, 32), (21, 33)),
+    pytest.param((120, 160), (240, 320), (211, 333), marks=pytest.mark.slow),  # ~70k distinct weight sets per meta call
+])
+def test_unequal_inputs_and_arbitrary_output_size(ir_hw, vis_hw, out_hw):
     m = small().eval()
-    ir, vis = torch.rand(2, 1, 120, 160), torch.rand(2, 1, 240, 320)
+    ir, vis = torch.rand(2, 1, *ir_hw), torch.rand(2, 1, *vis_hw)
     with torch.no_grad():
-        fused, ir_sr, vis_sr = m.run(ir, vis, (211, 333))
-        assert fused.shape == ir_sr.shape == vis_sr.shape == (2, 1, 211, 333)
-        assert m(ir, vis).shape == (2, 1, 240, 320)  # forward: the visible's size
-        assert m(torch.rand(1, 1, 31, 43), torch.rand(1, 1, 61, 85)).shape == (1, 1, 61, 85)  # no integer ratio
+        fused, ir_sr, vis_sr = m.run(ir, vis, out_hw)
+        assert fused.shape == ir_sr.shape == vis_sr.shape == (2, 1, *out_hw)
+        assert torch.isfinite(fused).all()
+        assert m(ir, vis).shape == (2, 1, *vis_hw)  # forward: the visible's size
+
+
+def test_forward_without_an_integer_ratio():
+    m = small().eval()
+    with torch.no_grad():
+        assert m(torch.rand(1, 1, 13, 17), torch.rand(1, 1, 29, 37)).shape == (1, 1, 29, 37)
 
 
 @pytest.mark.parametrize("r", [1, 2, 3, 4])

@@ -20,8 +20,9 @@ def tiny_batch(n=2, size=24, seed=0):
     g = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     centre = torch.rand(n, 2, 1, 1, generator=g) - 0.5
-    ir = torch.exp(-((xx - centre[:, :1]) ** 2 + (yy - centre[:, 1:]) ** 2) * 8)[:, None]
+    ir = torch.exp(-((xx - centre[:, :1]) ** 2 + (yy - centre[:, 1:]) ** 2) * 8)  # N x 1 x size x size
     vis = (0.5 + 0.3 * torch.sin(xx * 9 + torch.rand(n, 1, 1, generator=g) * 6))[:, None]
+    assert ir.shape == vis.shape == (n, 1, size, size)
     return ir.clamp(0, 1), vis.clamp(0, 1)
 
 
@@ -39,10 +40,10 @@ def test_walds_protocol_inputs():
 def test_contrast_loss_prefers_keeping_the_contrast_of_the_sources():
     ir, vis = tiny_batch()
     offsets = draw_offsets(3, 8, np.random.default_rng(0))
-    average = 0.5 * (ir + vis)
-    selected = torch.where((ir - 0.5).abs() > (vis - 0.5).abs(), ir, vis)  # keeps each source's extremes
-    assert contrast_loss(selected, ir, vis, offsets) < contrast_loss(average, ir, vis, offsets)
-    assert contrast_loss(average, ir, vis, offsets) < contrast_loss(torch.full_like(ir, 0.5), ir, vis, offsets)
+    average = 0.5 * (ir + vis)  # keeps half of each source's local contrast
+    stretched = ir + vis - 0.5  # keeps all of it
+    assert contrast_loss(stretched, ir, vis, offsets, 3) < contrast_loss(average, ir, vis, offsets, 3)
+    assert contrast_loss(average, ir, vis, offsets, 3) < contrast_loss(torch.full_like(ir, 0.5), ir, vis, offsets, 3)
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.005])
@@ -53,13 +54,13 @@ def test_one_step_lowers_the_loss(lam, scales):
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     ir, vis = tiny_batch()
     offsets = draw_offsets(3, 4, np.random.default_rng(1))
-    before = compute_losses(model, ir, vis, *scales, lam, offsets)
+    before = compute_losses(model, ir, vis, *scales, lam, offsets, 3)
     assert (before["contrast"] if lam else before["fuse"]).isfinite()
     opt.zero_grad()
     before["loss"].backward()
     opt.step()
     with torch.no_grad():
-        after = compute_losses(model, ir, vis, *scales, lam, offsets)
+        after = compute_losses(model, ir, vis, *scales, lam, offsets, 3)
     assert after["loss"].item() < before["loss"].item()
 
 
