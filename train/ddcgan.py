@@ -168,6 +168,27 @@ class Trainer:
                 "tv": tv.item(), "loss_dv": loss_dv, "loss_di": loss_di, "extra_d": extra_d, "extra_g": extra_g}
 
 
+def final_losses(log_path: Path, window: int) -> dict:
+    """Mean of each loss over the logged multi-resolution steps within the last ``window`` steps."""
+    import csv
+
+    with log_path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    last = int(rows[-1]["step"])
+    rows = [r for r in rows if int(r["step"]) > last - window and r["ratio"] == "4"]
+    keys = ("loss_g", "adv_g", "con", "int", "tv", "loss_dv", "loss_di")
+    return {k: float(np.nanmean([float(r[k]) for r in rows])) if rows else float("nan") for k in keys}
+
+
+def validation_loss(g: DDcGANGenerator, ir: torch.Tensor, vis: torch.Tensor, eta: float) -> float:
+    g.eval()
+    g.ratio = 4
+    with torch.no_grad():
+        return float(content_loss(g(psi(ir), vis), ir, vis, 4, eta)[0])
+
+
 def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = False) -> None:
     torch.set_num_threads(int(cfg.get("threads", 1)))
     seed_everything(int(cfg["seed"]))
@@ -184,7 +205,6 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
     log = LossLog(run_dir / "losses.csv", LOG_FIELDS)
     steps, batch, patch = int(cfg["steps"]), int(cfg["batch_size"]), int(cfg["patch"])
     limit = float(cfg.get("time_limit_minutes") or 0) * 60
-    recent: list[dict] = []
     t0 = time.time()
     step = start
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="ddcgan", unit="step")
@@ -193,7 +213,6 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
         ir, vis = data.sample_batch(batch, patch, rng)
         ratio = 1 if rng.random() < float(cfg["same_res_fraction"]) else 4
         values = trainer.step(ir, vis, ratio, adversarial=step >= int(cfg["warmup_steps"]))
-        recent = (recent + [values])[-int(cfg["final_window"]):]
         if (step + 1) % int(cfg["log_every"]) == 0 or step + 1 == steps:
             log.write(step + 1, {"lr": lr, **values})
             bar.set_postfix(g=f"{values['loss_g']:.3f}", con=f"{values['con']:.4f}", dv=f"{values['loss_dv']:.2f}",
@@ -212,11 +231,22 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
         done = steps
     log.close()
     seconds = spent + time.time() - t0
-    final = {k: float(np.nanmean([r[k] for r in recent if r["ratio"] == 4] or [np.nan]))
-             for k in ("loss_g", "adv_g", "con", "int", "tv", "loss_dv", "loss_di")} if recent else {}
+    final = final_losses(run_dir / "losses.csv", int(cfg["final_window"]))
+
+    # Early stopping on the paper's objective: the generator snapshot (or the final weights) with the
+    # lowest content loss on fixed full-context 256x256 crops of the training split is shipped.
+    g = trainer.g.cpu().eval()
+    val_ir, val_vis = data.sample_batch(int(cfg["val_batch"]), int(cfg["val_patch"]), np.random.default_rng(int(cfg["seed"]) + 1))
+    candidates = {int(p.stem[2:]): torch.load(p, map_location="cpu", weights_only=True) for p in sorted(run_dir.glob("g_*.pt"))}
+    candidates[done] = {k: v.clone() for k, v in g.state_dict().items()}
+    validation = {}
+    for snap_step, state in candidates.items():
+        g.load_state_dict(state)
+        validation[snap_step] = validation_loss(g, val_ir, val_vis, float(cfg["eta"]))
+    shipped_step = min(validation, key=validation.get) if cfg.get("select_by_validation") else done
+    g.load_state_dict(candidates[shipped_step])
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    g = trainer.g.cpu().eval()
     torch.save(g.state_dict(), out_dir / "ddcgan.pt")
     onnx_files = []
     for variant, ratio in VARIANT_RATIO.items():
@@ -231,9 +261,13 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
         "data": {"root": str(cfg["data_root"]), "pairs": len(data), "pairs_per_dataset": counts},
         "steps": done, "steps_planned": steps, "resumed_from": start, "batch_size": batch, "patch": patch,
         "device": device, "train_seconds": round(seconds, 1),
-        "final_losses": {"window_steps": len(recent), "multi_resolution_steps_mean": final},
+        "final_losses": {"window_steps": int(cfg["final_window"]), "multi_resolution_steps_mean": final},
+        "validation": {"what": f"paper content loss, eval mode, {cfg['val_batch']} fixed {cfg['val_patch']}x{cfg['val_patch']} "
+                               "crops of the training split, x4", "by_step": validation},
+        "shipped_step": shipped_step,
         "loss_log": str((run_dir / "losses.csv").relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
         "onnx": onnx_files,
         "cut_from_paper": cfg.get("cut_from_paper", ""),
     })
-    print(f"ddcgan: {done} steps in {seconds:.0f} s, final {final} -> {out_dir}")
+    print(f"ddcgan: {done} steps in {seconds:.0f} s, final {final}, shipped step {shipped_step} "
+          f"(validation {validation}) -> {out_dir}")

@@ -85,13 +85,20 @@ def test_train_writes_weights_record_onnx_and_resumes(tmp_path):
     if not (data / "TNO" / "ir").is_dir():
         pytest.skip(f"training data {data} not present")
     cfg = {**CFG, "datasets": ["TNO"], "steps": 3, "batch_size": 2, "patch": 32, "warmup_steps": 1,
-           "log_every": 1, "checkpoint_every": 1, "snapshot_every": 100, "time_limit_minutes": 0}
+           "log_every": 1, "checkpoint_every": 1, "snapshot_every": 2, "time_limit_minutes": 0, "val_batch": 2, "val_patch": 32}
     run, out = tmp_path / "run", tmp_path / "out"
     train(cfg, "cpu", run, out)
     record = json.loads((out / "ddcgan.json").read_text())
     assert record["steps"] == 3 and record["data"]["pairs_per_dataset"] == {"TNO": record["data"]["pairs"]}
     assert record["patch"] == 32 and record["config"]["seed"] == CFG["seed"] and record["git_commit"]
     assert sorted(record["onnx"]) == ["ddcgan-x1.onnx", "ddcgan.onnx"] and (out / "ddcgan.pt").exists()
+    # snapshot at step 2 and the final weights compete; the shipped one has the lowest validation loss
+    losses = {int(k): v for k, v in record["validation"]["by_step"].items()}
+    assert sorted(losses) == [2, 3] and record["shipped_step"] == min(losses, key=losses.get)
+    shipped = torch.load(out / "ddcgan.pt", weights_only=True)
+    expected = torch.load(run / "g_00002.pt", weights_only=True) if record["shipped_step"] == 2 else None
+    if expected is not None:
+        assert all(torch.equal(shipped[k], expected[k]) for k in expected)
     train({**cfg, "steps": 5}, "cpu", run, out, resume=True)
     record = json.loads((out / "ddcgan.json").read_text())
     assert record["resumed_from"] == 3 and record["steps"] == 5
