@@ -50,21 +50,21 @@ def pair_dir(tmp_path, tno, stems):
     return tmp_path / "ir", tmp_path / "vis"
 
 
-def test_unpaired_stems_are_listed_and_the_rest_fused(tno, tmp_path, capsys):
+def test_unpaired_stems_are_listed_and_the_rest_fused(tno, tmp_path, caplog):
     ir, vis = pair_dir(tmp_path, tno, {"DHV_163": ("ir", "vis"), "Farm": ("ir",), "Marne_02": ("vis",)})
     assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "o")]) == 0
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "1 IR file(s) without a partner, skipped: Farm" in err
     assert "1 visible file(s) without a partner, skipped: Marne_02" in err
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["DHV_163.png"]
 
 
-def test_corrupt_image_names_the_file_and_others_still_fused(tno, tmp_path, capsys):
+def test_corrupt_image_names_the_file_and_others_still_fused(tno, tmp_path, caplog, capsys):
     ir, vis = pair_dir(tmp_path, tno, {"DHV_163": ("ir", "vis"), "Farm": ("ir", "vis")})
     (ir / "Farm.bmp").write_bytes(b"BM this is not a bitmap")
     assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "o")]) == 0
-    err = capsys.readouterr().err
-    assert "Farm.bmp: cannot decode as an IR image" in err
+    assert "Farm.bmp: cannot decode as an IR image" in caplog.text
+    assert "1 pair(s) failed" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["DHV_163.png"]  # no half-written file
 
 
