@@ -35,7 +35,7 @@ general (gather) path, in torch only.
 
 Deviations from the paper and the authors' code, and why:
 - Width and depth: c = 16 (the code: 32) and 3 FEBs (paper: 6). The full size costs about
-  1.2 M multiply-adds per pixel per source (~0.8 TFLOPs for a 640x512 pair), which neither trains
+  1.2 M multiply-adds per pixel per source (~1.6 TFLOPs for a 640x512 pair; this width: 208 GFLOPs), which neither trains
   in the CPU budget here nor runs on a CPU at any useful rate. The paper widths are the
   ``channels``/``blocks`` arguments (``train/configs/metafusion_paper.yaml``).
 - Gray input and output (1 channel; the code feeds 3-channel images): streamfuse fuses the luma.
