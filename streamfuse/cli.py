@@ -293,6 +293,8 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance-ms", type=float, help="pairing tolerance (default half the slower frame period)")
     p.add_argument("--max-wait-ms", type=float, help="live: longest wait for a partner frame (default 200)")
     p.add_argument("--mosaic", action="store_true", default=None, help="write IR | visible | fused side by side")
+    p.add_argument("--overlay", action="store_true", default=None,
+                   help="draw the registered IR's edges in magenta over the output, to check the calibration")
     p.add_argument("--agc", help="percentiles for 16-bit IR auto gain (default 1,99)")
     p.add_argument("--max-frames", type=int, help="stop after this many fused frames")
     p.add_argument("--queue-size", type=int, help="frames held between stages (default 4)")

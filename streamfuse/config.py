@@ -47,6 +47,7 @@ class RunConfig:
     tolerance_ms: float | None = None  # pairing tolerance; None: half the slower stream's frame period
     max_wait_ms: float = 200.0  # live mode: longest wait for a partner frame before dropping
     mosaic: bool = False  # write IR | VIS | fused side by side instead of the fused frame alone
+    overlay: bool = False  # draw the registered IR's edges over the output (checks the calibration live)
     agc: list[float] = field(default_factory=lambda: [1.0, 99.0])  # 16-bit IR percentiles mapped to 0 and 1
     queue_size: int = 4  # frames held between stages
     max_frames: int | None = None  # stop after this many fused frames

@@ -341,6 +341,7 @@ class Pipeline:
 
     def _fuse_loop(self, pair_q, fused_q) -> None:
         prepared = None
+        gpu = None  # GpuFusion: register/normalise/fuse/colour on the GPU, only the fused BGR comes back
         try:
             while True:
                 item = self._get(pair_q, until=self._hurry)
@@ -350,8 +351,19 @@ class Pipeline:
                 t0 = time.perf_counter()
                 shapes = (ir.image.shape[:2], vis.image.shape[:2])
                 if shapes != prepared:
-                    out_hw = self._prepare_registration(*shapes)
+                    self._prepare_registration(*shapes)
                     prepared = shapes
+                    if self._use_gpu_stage():
+                        from streamfuse.gpu import GpuFusion
+
+                        gpu = GpuFusion(self.fuser, self.registration, agc=tuple(self.config.agc))
+                if gpu is not None:
+                    image = gpu.process(ir.image, vis.image)
+                    self.timers["model"].add(time.perf_counter() - t0)
+                    self.stats.fused += 1
+                    if not self._put(fused_q, (ir, vis, None, None, image, None, t_paired)):
+                        break
+                    continue
                 ir_img = self.registration.warp_ir(ir.image)
                 vis_img = self.registration.warp_vis(vis.image)
                 vis_y, crcb = split_luma(vis_img)
@@ -369,6 +381,10 @@ class Pipeline:
         finally:
             self._put(fused_q, _END)
 
+    def _use_gpu_stage(self) -> bool:
+        """Frames stay on the GPU when the model runs there; mosaic and overlay need the CPU images."""
+        return self.fuser.device == "cuda" and not (self.config.mosaic or self.config.overlay)
+
     def _prepare_registration(self, ir_hw, vis_hw):
         """Warps for these frame sizes; the IR goes straight to the model's IR grid (1/ir_scale for DDcGAN-style models)."""
         reg = self.registration
@@ -379,6 +395,7 @@ class Pipeline:
         return out_h, out_w
 
     def _write_loop(self, fused_q, sink) -> None:
+        from streamfuse.calibration.overlay import draw_overlay
         from streamfuse.io.sinks import mosaic
 
         try:
@@ -388,9 +405,10 @@ class Pipeline:
                     break
                 ir, vis, ir_f, vis_img, fused_y, crcb, t_paired = item
                 t0 = time.perf_counter()
-                image = merge_luma(fused_y, crcb)
-                # `run --overlay` (issue 7): image = streamfuse.calibration.overlay.draw_overlay(vis_img or image,
-                # ir_f) draws the registered IR's edges in magenta (ir_f on any grid: it is resized to the frame)
+                # the GPU stage hands over the finished BGR frame (ir_f is None then)
+                image = fused_y if ir_f is None else merge_luma(fused_y, crcb)
+                if self.config.overlay:
+                    image = draw_overlay(image, ir_f)
                 if self.config.mosaic:
                     image = mosaic(to_uint8(ir_f), vis_img, image)
                 t1 = time.perf_counter()

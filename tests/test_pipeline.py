@@ -128,6 +128,34 @@ def test_mosaic_puts_ir_vis_fused_side_by_side(media, fast_fuser, tmp_path):
     assert frames[0].shape == (120, 480, 3)
 
 
+def test_overlay_draws_the_ir_edges_on_the_output(media, fast_fuser, tmp_path):
+    from streamfuse.pipeline import Pipeline
+
+    frames = {}
+    for overlay in (False, True):
+        out = tmp_path / f"overlay-{overlay}.mkv"
+        Pipeline(config(media, "ir30", "vis25", out, overlay=overlay, max_frames=2, output_options={"crf": 0}),
+                 fuser=fast_fuser).run()
+        frames[overlay] = decode_clip(out)[0][0].astype(int)
+    # magenta (B, R high, G low) where the IR has edges; the plain output has almost none
+    def magenta(f):
+        return int(((f[..., 0] > 200) & (f[..., 2] > 200) & (f[..., 1] < 80)).sum())
+
+    assert magenta(frames[True]) > 50 * max(magenta(frames[False]), 1)
+
+
+@pytest.mark.gpu
+def test_cuda_model_uses_the_gpu_stage(media, tmp_path):
+    from streamfuse.backends import load_fuser
+    from streamfuse.pipeline import Pipeline
+
+    cuda = load_fuser("res2netfuse", backend="torch", device="cuda")
+    out = tmp_path / "gpu.mp4"
+    pipe = Pipeline(config(media, "ir30", "vis25", out, max_frames=5), fuser=cuda)
+    assert pipe.run().written == 5 and pipe._use_gpu_stage()
+    assert len(decode_clip(out)[0]) == 5
+
+
 def test_calibration_warps_and_shifts_in_time(media, fast_fuser, tmp_path):
     """A half-resolution IR camera started 0.5 s before the visible one: the calibration file's
     homography brings the IR onto the visible grid, its output_size sets the output, and its
