@@ -14,8 +14,12 @@ Per step, on a batch of aligned random patches (IR i at full patch size, visible
   still above ``d_max`` (it fails to tell real from fused) gets extra updates; after the regular
   generator update, while its adversarial loss is above ``g_max`` (the discriminators win) the
   generator gets extra updates; each at most ``max_extra`` times per step.
-- Optimiser RMSprop (as the authors' code) for G and both D, lr 0.002 with exponential decay
+- Optimiser RMSprop for G and both D, lr 0.002 with exponential decay (the paper's rate),
   lr = lr0 * decay_rate ** (step / decay_steps).
+- lambda 20 in the CPU config instead of the paper's 0.8: the reason and the measurement are in
+  train/configs/ddcgan.yaml.
+- The generator snapshot with the lowest content loss on fixed 256x256 crops of the training split
+  is shipped (``select_by_validation``); the evaluation pairs are never looked at.
 - ``warmup_steps``: the first steps train G on L_con alone (no adversarial term, no D updates), a
   CPU-schedule addition so that the short adversarial phase starts from a sensible fusion instead of
   noise; 0 in the paper config.
