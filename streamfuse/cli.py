@@ -107,19 +107,21 @@ def parse_agc(text: str) -> tuple[float, float]:
 
 # ---------------------------------------------------------------- models
 def add_models(p: argparse.ArgumentParser) -> None:
-    pass
+    """`models` takes no options."""
 
 
 def cmd_models(args) -> int:
     from streamfuse.backends import available_backends
     from streamfuse.models import list_models
 
-    print(f"{'model':14s} {'variants':18s} {'IR scale':8s} {'weights':10s} paper")
+    print(f"{'model':14s} {'variants':18s} {'IR scale':12s} {'weights':10s} paper")
     for spec in list_models():
-        weights = "shipped" if spec.weights_path().exists() else ("-" if not spec.trained else "missing")
         if not spec.trained:
-            weights = "baseline" if spec.onnx_path().exists() or True else weights
-        print(f"{spec.name:14s} {'|'.join(spec.variants):18s} 1/{spec.ir_scale:<6d} {weights:10s} {spec.paper}")
+            weights = "baseline"
+        else:
+            weights = "shipped" if spec.weights_path().exists() else "missing"
+        ir_scales = "|".join(f"1/{spec.ir_scale_for(v)}" for v in spec.variants)
+        print(f"{spec.name:14s} {'|'.join(spec.variants):18s} {ir_scales:12s} {weights:10s} {spec.paper}")
     print(f"backends available here: {', '.join(available_backends())}")
     return 0
 
