@@ -26,7 +26,7 @@ Our reading of the paper (stated because the paper leaves it open):
 
 Deviations and why:
 - Channel widths 32, 32, 16, 16 (FusionGAN's generator, which TLGAN reuses, has 256, 128, 64, 32):
-  the paper's full-width pair G3(G1(.)) would cost several hundred GFLOPs at 640x512, far from
+  the paper's full-width pair G3(G1(.)) would cost ~500 GFLOPs at 640x512 (ours: 22), far from
   real time on a CPU, and could not be trained on this shared CPU; see train/configs/tlgan.yaml.
 - Zero "same" padding (FusionGAN pads the input and uses 'valid' convs): same output size for any
   input size without a pre-pad step, and it maps to every backend without a Pad op.
