@@ -290,6 +290,24 @@ def cc(fused, ir, vis) -> float:
     return (_corr(fused, ir) + _corr(fused, vis)) / 2
 
 
+def cc_max(fused, ir, vis) -> float:
+    """CCmax = max(corr(f, ir), corr(f, vis)), Pearson over all pixels. This project's "not a copy
+    of either source" check: a fused image with CCmax >= 0.98 is practically one of its sources."""
+    return max(_corr(fused, ir), _corr(fused, vis))
+
+
+def thermal_target_contrast(fused, ir, vis) -> float:
+    """TTC = C(f) / C(ir), C(x) = mean of x over the hottest 5% of IR pixels (ir >= its 95th
+    percentile) minus the mean of x over the other pixels. This project's "thermal targets kept"
+    check (>= 0.5: the fused image keeps at least half the hot targets' contrast). 1 for f = ir;
+    NaN when the IR is flat."""
+    hot = ir >= np.percentile(ir, 95)
+    if hot.all():
+        return float("nan")
+    c_ir = ir[hot].mean() - ir[~hot].mean()
+    return float((fused[hot].mean() - fused[~hot].mean()) / c_ir) if c_ir > 0 else float("nan")
+
+
 def scd(fused, ir, vis) -> float:
     """SCD (Aslantas & Bendes 2015) = corr(f - vis, ir) + corr(f - ir, vis), Pearson over all pixels:
     how much of each source survives in what the other source does not explain."""
@@ -661,6 +679,8 @@ METRICS: dict[str, tuple[Callable[..., float], bool]] = {
     "PSNR": (psnr, True),
     "Qcb": (qcb, True),
     "Qcv": (qcv, False),
+    "TTC": (thermal_target_contrast, True),
+    "CCmax": (cc_max, False),
 }
 
 

@@ -193,3 +193,17 @@ def test_fmi_matches_the_cell_by_cell_recipe():
     assert M.fmi_pixel(fused, ir, vis) == pytest.approx(want, abs=1e-12)
     img = scene().astype(np.float64)
     assert M.fmi_pixel(img, img, img) == 1.0
+
+
+def test_thermal_target_contrast_and_cc_max_known_values():
+    from streamfuse.metrics import evaluate
+
+    ir = np.zeros((20, 20), np.uint8)
+    ir[:2, :10] = 200  # 20 of 400 pixels = the hottest 5%
+    vis = np.full((20, 20), 100, np.uint8)
+    vis[10:, :] = 50
+    r = evaluate(ir, ir, vis, ["TTC", "CCmax"])
+    assert r["TTC"] == pytest.approx(1.0) and r["CCmax"] == pytest.approx(1.0)
+    half = (ir // 2 + vis // 2).astype(np.uint8)  # hot region: 100 + 50 = 150 over a background of 50..100
+    expected = (150 - (np.sum(half) - 20 * 150) / 380) / 200
+    assert evaluate(half, ir, vis, ["TTC"])["TTC"] == pytest.approx(expected)
