@@ -28,7 +28,7 @@ BACKEND_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch
 # docs/benchmarks.md): ONNX Runtime and OpenVINO are close; ORT is always installed.
 CPU_PREFERENCE = ("onnxruntime", "openvino", "torch")
 CUDA_PREFERENCE = ("tensorrt", "onnxruntime", "torch")
-DEFAULT_THREADS = 1  # on the 2-vCPU VMs, 1 intra-op thread was as fast as 2 (docs/benchmarks.md)
+DEFAULT_THREADS = 1  # 2-vCPU VMs: 2 threads lose as soon as anything else runs (README, docs/benchmarks-threads*.md)
 
 
 def available_backends() -> list[str]:
