@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from abc import ABC, abstractmethod
 
 import cv2
 import numpy as np
@@ -19,7 +20,7 @@ from streamfuse.models.registry import ModelSpec
 log = logging.getLogger("streamfuse")
 
 
-class Fuser:
+class Fuser(ABC):
     backend = "?"
 
     def __init__(self, spec: ModelSpec, variant: str, device: str = "cpu", precision: str = "fp32"):
@@ -68,9 +69,9 @@ class Fuser:
         interp = cv2.INTER_AREA if ir.shape[1] > want[0] else cv2.INTER_LINEAR
         return np.stack([cv2.resize(f, (want[1], want[0]), interpolation=interp) for f in ir])
 
+    @abstractmethod
     def _run(self, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
-        """N x 1 x h x w float32 IR and N x 1 x H x W float32 visible -> N x 1 x H x W fused."""
-        raise NotImplementedError  # each backend subclass implements this
+        """N x 1 x h x w float32 IR and N x 1 x H x W float32 visible -> N x 1 x H x W fused (per backend)."""
 
     def close(self) -> None:
         pass

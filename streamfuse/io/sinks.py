@@ -15,6 +15,7 @@ Odd widths/heights are cropped by one pixel (yuv420p needs even sizes).
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 import socket
 import tempfile
 import time
@@ -113,7 +114,7 @@ def mosaic(ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> np.ndarray:
     return np.hstack(tiles)
 
 
-class Sink:
+class Sink(ABC):
     OPTIONS: set[str] = set()
 
     def __init__(self, uri: str):
@@ -121,8 +122,9 @@ class Sink:
         self.frames_written = 0
         self._closed = False
 
+    @abstractmethod
     def write(self, image: np.ndarray, pts_ns: int) -> None:
-        raise NotImplementedError  # abstract: every subclass defines it
+        """Write one frame (BGR or gray) with its presentation time; every sink type defines it."""
 
     def close(self) -> None:
         self._closed = True

@@ -26,6 +26,7 @@ Timestamps (Frame.pts_ns):
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 import stat
 import time
 from collections import deque
@@ -88,7 +89,7 @@ def probe(uri: str, max_frames: int = 30, seconds: float = 10.0, **options) -> d
     return info
 
 
-class Source:
+class Source(ABC):
     """What every source shares; subclasses implement ``read``."""
 
     OPTIONS: set[str] = {"kind"}
@@ -107,8 +108,9 @@ class Source:
         self._seq = 0
         self._closed = False
 
+    @abstractmethod
     def read(self, timeout: float | None = None) -> Frame | None:
-        raise NotImplementedError  # abstract: every subclass defines it
+        """The next frame, None on timeout; EndOfStream at the end, SourceError on failure (per source type)."""
 
     def close(self) -> None:
         self._closed = True
