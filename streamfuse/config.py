@@ -22,9 +22,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
-from streamfuse import StreamfuseError
+from streamfuse import StreamfuseError, read_yaml
 
 MODES = ("auto", "lossless", "live")
 
@@ -133,14 +132,7 @@ def unknown_key(key, where: str) -> StreamfuseError:
 def load_yaml(path) -> dict:
     """The checked keys of a YAML config file, as a dict of field values."""
     path = Path(path)
-    if not path.is_file():
-        raise StreamfuseError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark is not None else ""
-        raise StreamfuseError(f"{path}: not valid YAML{at}") from None
+    data = read_yaml(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

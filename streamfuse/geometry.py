@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import yaml
 
-from streamfuse import StreamfuseError, __version__
+from streamfuse import StreamfuseError, read_yaml, __version__
 
 KEYS = ("homography", "ir_size", "vis_size", "output_size", "crop", "time_offset_ms", "metadata")
 IDENTITY = np.eye(3)
@@ -84,16 +84,7 @@ class Registration:
 
     @classmethod
     def from_file(cls, path) -> "Registration":
-        path = Path(path)
-        if not path.is_file():
-            raise StreamfuseError(f"{path}: calibration file not found")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            line = getattr(getattr(exc, "problem_mark", None), "line", None)
-            at = f" (line {line + 1})" if line is not None else ""
-            raise StreamfuseError(f"{path}: not valid YAML{at}") from None
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(read_yaml(path, "calibration file"), where=str(path))
 
     @classmethod
     def from_dict(cls, data, where: str = "calibration") -> "Registration":
