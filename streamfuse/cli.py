@@ -54,19 +54,14 @@ def cmd_fuse(args) -> int:
     from tqdm import tqdm
 
     from streamfuse.fusion import fuse_files
-    from streamfuse.io.images import IMAGE_EXTS, pair_folders
+    from streamfuse.io.images import IMAGE_EXTS, source_pairs
 
     agc = parse_agc(args.agc)
     ir, vis, out = Path(args.ir), Path(args.vis), Path(args.output)
     if ir.is_dir() != vis.is_dir():
         raise StreamfuseError(f"--ir {ir} and --vis {vis} must both be files or both be folders")
     if ir.is_dir():
-        pairs, only_ir, only_vis = pair_folders(ir, vis)
-        for side, stems in (("IR", only_ir), ("visible", only_vis)):
-            if stems:
-                log.warning("%d %s file(s) without a partner, skipped: %s", len(stems), side, ", ".join(stems))
-        if not pairs:
-            raise StreamfuseError(f"no file stems in common between {ir} and {vis}")
+        pairs = source_pairs(ir, vis)
         if out.suffix.lower() in IMAGE_EXTS:
             raise StreamfuseError(f"-o {out}: folder mode writes a folder, not an image file")
         jobs = [(i, v, out / f"{stem}.png") for stem, i, v in pairs]

@@ -30,7 +30,7 @@ import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.color import normalize_ir, to_gray, to_uint8
-from streamfuse.io.images import list_images, pair_folders, read_image, write_image
+from streamfuse.io.images import list_images, read_image, source_pairs, write_image
 from streamfuse.metrics import METRICS, TEMPORAL_HIGHER_IS_BETTER, TemporalAccumulator, evaluate, higher_is_better
 
 log = logging.getLogger("streamfuse")
@@ -82,16 +82,6 @@ def load_source_pair(ir_path: Path, vis_path: Path) -> tuple[np.ndarray, np.ndar
 
 def _wh(img: np.ndarray) -> str:
     return f"{img.shape[1]}x{img.shape[0]}"
-
-
-def source_pairs(ir_dir, vis_dir) -> list[tuple[str, Path, Path]]:
-    pairs, only_ir, only_vis = pair_folders(ir_dir, vis_dir)
-    for side, stems in (("IR", only_ir), ("visible", only_vis)):
-        if stems:
-            log.warning("%d %s file(s) without a partner, skipped: %s", len(stems), side, ", ".join(stems))
-    if not pairs:
-        raise StreamfuseError(f"no file stems in common between {ir_dir} and {vis_dir}")
-    return pairs
 
 
 def _progress(total: int, desc: str):

@@ -1,6 +1,7 @@
 """Reading and writing still images with clear errors, and pairing IR/visible folders by stem."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -9,6 +10,8 @@ import cv2
 import numpy as np
 
 from streamfuse import StreamfuseError
+
+log = logging.getLogger("streamfuse")
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -61,3 +64,15 @@ def pair_folders(ir_dir, vis_dir) -> tuple[list[tuple[str, Path, Path]], list[st
     ir, vis = list_images(ir_dir), list_images(vis_dir)
     pairs = [(s, ir[s], vis[s]) for s in sorted(ir) if s in vis]
     return pairs, sorted(set(ir) - set(vis)), sorted(set(vis) - set(ir))
+
+
+def source_pairs(ir_dir, vis_dir) -> list[tuple[str, Path, Path]]:
+    """``pair_folders`` for a run: stems without a partner are listed in one warning and skipped;
+    no stem in common is an error."""
+    pairs, only_ir, only_vis = pair_folders(ir_dir, vis_dir)
+    for side, stems in (("IR", only_ir), ("visible", only_vis)):
+        if stems:
+            log.warning("%d %s file(s) without a partner, skipped: %s", len(stems), side, ", ".join(stems))
+    if not pairs:
+        raise StreamfuseError(f"no file stems in common between {ir_dir} and {vis_dir}")
+    return pairs

@@ -9,6 +9,7 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
+from synthetic import blob_and_stripes  # noqa: E402
 from train.common import REPO  # noqa: E402
 from train.ddcgan import Trainer, content_loss, psi, train, tv_norm  # noqa: E402
 
@@ -16,13 +17,7 @@ CFG = yaml.safe_load((REPO / "train" / "configs" / "ddcgan.yaml").read_text())
 
 
 def tiny_batch(n=4, size=32, seed=0):
-    """Smooth random 'scenes': a bright blob in the IR, texture in the visible image."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
-    centre = torch.rand(n, 2, 1, 1, generator=g) - 0.5
-    ir = torch.exp(-((xx - centre[:, :1]) ** 2 + (yy - centre[:, 1:]) ** 2) * 8)  # N x 1 x size x size
-    vis = (0.5 + 0.3 * torch.sin(xx * 9 + torch.rand(n, 1, 1, generator=g) * 6))[:, None] * torch.ones(n, 1, 1, 1)
-    return ir.clamp(0, 1), vis.clamp(0, 1)
+    return blob_and_stripes(n, size, seed)
 
 
 def test_psi_and_tv():

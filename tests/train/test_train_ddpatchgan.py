@@ -4,6 +4,7 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
+from synthetic import blob_and_stripes  # noqa: E402
 from train.common import REPO  # noqa: E402
 from train.ddpatchgan import DDPatchGANTrainer, PatchDiscriminator, ir_weight_map  # noqa: E402
 
@@ -11,13 +12,7 @@ CFG = yaml.safe_load((REPO / "train" / "configs" / "ddpatchgan.yaml").read_text(
 
 
 def tiny_batch(n=2, size=64, seed=0):
-    """A bright blob in the IR, stripes in the visible image, in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
-    centre = torch.rand(n, 2, 1, 1, generator=g) - 0.5
-    ir = torch.exp(-((xx - centre[:, :1]) ** 2 + (yy - centre[:, 1:]) ** 2) * 8)  # N x 1 x size x size
-    vis = 0.5 + 0.3 * torch.sin(xx * 9 + torch.rand(n, 1, 1, generator=g) * 6)
-    return ir.clamp(0, 1), vis[:, None].clamp(0, 1)
+    return blob_and_stripes(n, size, seed)
 
 
 def test_patch_discriminator_sees_70x70():

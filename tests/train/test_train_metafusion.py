@@ -9,6 +9,7 @@ import yaml
 torch = pytest.importorskip("torch")
 
 from streamfuse.models.metafusion import MetaFusion  # noqa: E402
+from synthetic import blob_and_stripes  # noqa: E402
 from train.common import REPO  # noqa: E402
 from train.metafusion import compute_losses, contrast_loss, downsample, draw_offsets, draw_scales, lr_size, train  # noqa: E402
 
@@ -16,14 +17,7 @@ CFG = yaml.safe_load((REPO / "train" / "configs" / "metafusion.yaml").read_text(
 
 
 def tiny_batch(n=2, size=24, seed=0):
-    """A warm blob in the IR, a texture in the visible image."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
-    centre = torch.rand(n, 2, 1, 1, generator=g) - 0.5
-    ir = torch.exp(-((xx - centre[:, :1]) ** 2 + (yy - centre[:, 1:]) ** 2) * 8)  # N x 1 x size x size
-    vis = (0.5 + 0.3 * torch.sin(xx * 9 + torch.rand(n, 1, 1, generator=g) * 6))[:, None]
-    assert ir.shape == vis.shape == (n, 1, size, size)
-    return ir.clamp(0, 1), vis.clamp(0, 1)
+    return blob_and_stripes(n, size, seed)
 
 
 def test_walds_protocol_inputs():
