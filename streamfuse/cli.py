@@ -217,6 +217,7 @@ def add_eval(p: argparse.ArgumentParser) -> None:
     p.epilog = """modes:
   score fused images:  python run.py eval --ir data/TNO/ir --vis data/TNO/vis --fused out/methodA --fused out/methodB
   fuse, then score:    python run.py eval --models all --data data/TNO --out out/eval_tno
+  several datasets:    python run.py eval --models all --data data/TNO --data data/LLVIP --out out/eval_all
   temporal stability:  python run.py eval --video out/fused.mp4 --ir ir.mp4 --vis vis.mp4
 writes results.md, results.csv, per_image.csv and contact_sheet.png to --out"""
     p.add_argument("--ir", help="IR source: image folder (with --fused) or video file / frame folder (with --video)")
@@ -224,7 +225,12 @@ writes results.md, results.csv, per_image.csv and contact_sheet.png to --out"""
     p.add_argument("--fused", action="append", default=[], metavar="DIR",
                    help="folder of fused images named like the sources; repeat to compare methods (named by folder)")
     p.add_argument("--models", help="'all' (baselines + every exported model) or name[:variant],... to fuse --data with")
-    p.add_argument("--data", help="folder with ir/ and vis/ subfolders for --models")
+    p.add_argument("--data", action="append", default=[], metavar="DIR",
+                   help="folder with ir/ and vis/ subfolders for --models; repeat for several datasets "
+                        "(the report adds one table per dataset)")
+    p.add_argument("--reuse-fused", action="store_true",
+                   help="with --models: score fused images already in --out that are newer than the model's ONNX "
+                        "instead of fusing again")
     p.add_argument("--video", action="append", default=[], metavar="FUSED",
                    help="fused video (or frame folder) for temporal metrics against --ir/--vis; repeatable")
     p.add_argument("--out", default="out/eval", help="report folder (default out/eval)")
@@ -257,10 +263,10 @@ def cmd_eval(args) -> int:
     else:
         if not args.data:
             raise StreamfuseError("--models needs --data DIR (a folder with ir/ and vis/)")
-        data = Path(args.data)
-        scores = ev.fuse_and_score(args.models, data, out, metrics, args.threads)
-        paths = ev.write_reports(scores, out, f"Fusion quality: {data.name}",
-                                 ev.source_pairs(data / "ir", data / "vis"), args.sheet_rows)
+        pairs = ev.dataset_pairs(args.data)
+        scores = ev.fuse_and_score(args.models, args.data, out, metrics, args.threads, args.reuse_fused)
+        paths = ev.write_reports(scores, out, f"Fusion quality: {', '.join(Path(d).name for d in args.data)}",
+                                 pairs, args.sheet_rows)
     print(paths["markdown"].read_text())
     if not args.video:
         print(ev.timing_line(scores))

@@ -188,16 +188,33 @@ def resolve_models(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
-def fuse_and_score(models: str, data_dir, out_dir, metrics: list[str] | None = None, threads: int | None = None) -> Scores:
-    """Fuse data_dir/ir + data_dir/vis with each model on ONNX Runtime (fused images go to
-    out_dir/fused/<method>/<stem>.png), then score them."""
+def dataset_pairs(data_dirs) -> list[tuple[str, Path, Path]]:
+    """Source pairs of one or more ``<dataset>/{ir,vis}`` folders. With several folders each stem is
+    prefixed ``<dataset>/`` (the folder's name), so reports can be split per dataset; the pairs are
+    interleaved across datasets so the first rows of a contact sheet show each of them."""
+    dirs = [Path(d) for d in ([data_dirs] if isinstance(data_dirs, (str, Path)) else data_dirs)]
+    per_dir = []
+    for d in dirs:
+        if not (d / "ir").is_dir() or not (d / "vis").is_dir():
+            raise StreamfuseError(f"--data {d}: expected subfolders ir/ and vis/ with images paired by file stem")
+        pairs = source_pairs(d / "ir", d / "vis")
+        per_dir.append(pairs if len(dirs) == 1 else [(f"{d.name}/{stem}", ir, vis) for stem, ir, vis in pairs])
+    if len({d.name for d in dirs}) != len(dirs):
+        raise StreamfuseError("--data: the folders must have different names (they label the datasets in the report)")
+    return [pairs[i] for i in range(max(map(len, per_dir))) for pairs in per_dir if i < len(pairs)]
+
+
+def fuse_and_score(models: str, data_dirs, out_dir, metrics: list[str] | None = None, threads: int | None = None,
+                   reuse_fused: bool = False) -> Scores:
+    """Fuse each ``<data_dir>/{ir,vis}`` with each model on ONNX Runtime (fused images go to
+    out_dir/fused/<method>/[<dataset>/]<stem>.png), then score them.
+
+    ``reuse_fused``: a fused image already there and newer than the model's ONNX file is scored as
+    it is instead of being fused again (to resume or extend an evaluation)."""
     from streamfuse.backends import DEFAULT_THREADS, load_fuser
     from streamfuse.fusion import fuse_images
 
-    data_dir = Path(data_dir)
-    if not (data_dir / "ir").is_dir() or not (data_dir / "vis").is_dir():
-        raise StreamfuseError(f"--data {data_dir}: expected subfolders ir/ and vis/ with images paired by file stem")
-    pairs = source_pairs(data_dir / "ir", data_dir / "vis")
+    pairs = dataset_pairs(data_dirs)
     chosen = resolve_models(models)
     if not chosen:
         raise StreamfuseError("no model to evaluate (no baselines registered and no exported models)")
@@ -205,17 +222,26 @@ def fuse_and_score(models: str, data_dir, out_dir, metrics: list[str] | None = N
     for name, variant in chosen:
         fuser = load_fuser(name, backend="onnxruntime", device="cpu", variant=variant, threads=threads or DEFAULT_THREADS)
         method = name if variant in (None, fuser.spec.default_variant) else f"{name}:{variant}"
-        fusers.append((method, fuser))
+        onnx = fuser.spec.onnx_path(variant)
+        fusers.append((method, fuser, onnx.stat().st_mtime if reuse_fused and onnx.exists() else math.inf))
     scores = Scores(list(metrics or METRICS))
+    reused = 0
     bar = _progress(len(pairs) * len(fusers), "fusing + scoring")
     for stem, ir_path, vis_path in pairs:
         ir, vis = load_source_pair(ir_path, vis_path)
-        for method, fuser in fusers:
-            fused = fuse_images(fuser, ir, vis)
-            path = write_image(Path(out_dir) / "fused" / method.replace(":", "-") / f"{stem}.png", fused)
+        for method, fuser, model_time in fusers:
+            path = Path(out_dir) / "fused" / method.replace(":", "-") / f"{stem}.png"
+            if path.exists() and path.stat().st_mtime > model_time:
+                fused = read_image(path, "fused image")
+                reused += 1
+            else:
+                fused = fuse_images(fuser, ir, vis)
+                write_image(path, fused)
             _score_one(scores, method, stem, fused, path, ir, ir_path, vis)
             bar.update()
     bar.close()
+    if reuse_fused:
+        log.info("reused %d of %d fused images (newer than their model's ONNX)", reused, len(pairs) * len(fusers))
     return scores
 
 
@@ -323,7 +349,10 @@ def write_reports(scores: Scores, out_dir, title: str, sheet_pairs: list[tuple[s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = out_dir / "results.md"
-    md.write_text(f"# {title}\n\n{table or markdown_table(scores)}\n{legend}\n")
+    text = f"# {title}\n\n{table or markdown_table(scores)}\n{legend}\n"
+    if table is None:
+        text += usability_section(scores) + per_dataset_section(scores)
+    md.write_text(text)
     summary = scores.summary()
     with open(out_dir / "results.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -343,6 +372,67 @@ def write_reports(scores: Scores, out_dir, title: str, sheet_pairs: list[tuple[s
     if sheet_pairs and scores.images:
         paths["contact_sheet"] = contact_sheet(scores, sheet_pairs, out_dir / "contact_sheet.png", sheet_rows)
     return paths
+
+
+def subset(scores: Scores, keep) -> Scores:
+    """The scores of the stems for which ``keep(stem)`` is true."""
+    out = Scores(scores.metrics)
+    for method, per_stem in scores.table.items():
+        for stem, vals in per_stem.items():
+            if keep(stem):
+                out.add(method, stem, vals, scores.images.get(method, {}).get(stem))
+    return out
+
+
+def per_dataset_section(scores: Scores) -> str:
+    """One table per dataset when the stems carry a ``<dataset>/`` prefix (several --data folders)."""
+    datasets = sorted({stem.split("/")[0] for per in scores.table.values() for stem in per if "/" in stem})
+    parts = [f"\n## {d}\n\n" + markdown_table(subset(scores, lambda s, d=d: s.startswith(d + "/"))) for d in datasets]
+    return "".join(parts)
+
+
+BAR_METRICS = ("EN", "SD", "SF", "AG", "MI", "Qabf", "VIF", "SCD")
+
+
+def usability(scores: Scores) -> dict[str, dict]:
+    """The project's bar for a usable model, per method other than the average/max baselines: beats
+    average fusion on >= 5 of BAR_METRICS and max fusion on >= 2 (means over the images), keeps
+    thermal targets (TTC >= 0.5, judged on the median image; the minimum and the count below 0.5
+    are reported too) and is not a copy of a source (every image's CCmax < 0.98).
+    Empty when the scores lack the baselines or any needed metric."""
+    needed = {*BAR_METRICS, "TTC", "CCmax"}
+    summary = scores.summary()
+    if not {"average", "max"} <= set(summary) or not needed <= set(scores.metrics):
+        return {}
+    out = {}
+    for method, per in summary.items():
+        if method in ("average", "max"):
+            continue
+        beats = {ref: [m for m in BAR_METRICS if per[m][0] > summary[ref][m][0]] for ref in ("average", "max")}
+        ttc = np.array([v["TTC"] for v in scores.table[method].values()])
+        cc = max(v["CCmax"] for v in scores.table[method].values())
+        ok = len(beats["average"]) >= 5 and len(beats["max"]) >= 2 and np.median(ttc) >= 0.5 and cc < 0.98
+        out[method] = {"beats_average": beats["average"], "beats_max": beats["max"], "ttc_median": float(np.median(ttc)),
+                       "ttc_min": float(ttc.min()), "ttc_below_half": int((ttc < 0.5).sum()), "ccmax_max": float(cc),
+                       "usable": bool(ok)}
+    return out
+
+
+def usability_section(scores: Scores) -> str:
+    bar = usability(scores)
+    if not bar:
+        return ""
+    lines = ["\n## The bar for a usable model\n",
+             "Beats average fusion on >= 5 and max fusion on >= 2 of EN, SD, SF, AG, MI, Qabf, VIF, SCD (means); "
+             "median TTC >= 0.5; CCmax < 0.98 on every image.\n",
+             "| method | beats average | beats max | TTC median / min / images < 0.5 | CCmax max | usable |",
+             "|---|---|---|---|---|---|"]
+    for method, b in bar.items():
+        lines.append(f"| {method} | {len(b['beats_average'])} ({', '.join(b['beats_average'])}) | "
+                     f"{len(b['beats_max'])} ({', '.join(b['beats_max'])}) | "
+                     f"{b['ttc_median']:.2f} / {b['ttc_min']:.2f} / {b['ttc_below_half']} | {b['ccmax_max']:.3f} | "
+                     f"{'yes' if b['usable'] else '**no**'} |")
+    return "\n".join(lines) + "\n"
 
 
 VIDEO_LEGEND = ("All lower is better, 0 for a still video; best per column in bold. Flicker: mean fused change "

@@ -110,6 +110,55 @@ def test_models_mode_fuses_with_baselines_on_onnxruntime(dataset):
     assert summary["max"]["SD"][0] > summary["average"]["SD"][0]
 
 
+def test_several_datasets_get_prefixed_stems_per_dataset_tables_and_reuse(dataset, tmp_path, caplog):
+    other = tmp_path / "other"
+    shutil.copytree(dataset / "data", other)
+    (other / "ir" / "c.png").unlink()
+    (other / "vis" / "c.png").unlink()
+    out = tmp_path / "both"
+    args = ["eval", "--models", "average,laplacian", "--data", str(dataset / "data"), "--data", str(other),
+            "--out", str(out), "--metrics", "SD,EN"]
+    assert main(args) == 0
+    fused = out / "fused" / "laplacian" / "other" / "a.png"
+    assert fused.is_file() and (out / "fused" / "average" / "data" / "c.png").is_file()
+    # interleaved: the first rows of a contact sheet show both datasets
+    assert [s for s, _, _ in ev.dataset_pairs([dataset / "data", other])][:2] == ["data/a", "other/a"]
+    text = (out / "results.md").read_text()
+    assert "\n## data\n" in text and "\n## other\n" in text
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert sorted(r["stem"] for r in rows if r["method"] == "average") == ["data/a", "data/b", "data/c", "other/a", "other/b"]
+    # --reuse-fused scores the image on disk: mark one, and its score changes; without the flag it is re-fused
+    before = {r["stem"]: float(r["SD"]) for r in rows if r["method"] == "laplacian"}
+    cv2.imwrite(str(fused), np.zeros((48, 64), np.uint8))
+    with caplog.at_level(logging.INFO, logger="streamfuse"):
+        assert main(args + ["--reuse-fused"]) == 0
+    assert "reused 10 of 10 fused images" in caplog.text
+    reused = {r["stem"]: float(r["SD"]) for r in csv.DictReader(open(out / "per_image.csv")) if r["method"] == "laplacian"}
+    assert reused["other/a"] == 0.0 and reused["data/a"] == before["data/a"]
+    assert main(args) == 0
+    assert cv2.imread(str(fused), cv2.IMREAD_GRAYSCALE).std() > 0
+
+
+def test_usability_bar_counts_wins_against_both_baselines():
+    scores = ev.Scores(list(ev.BAR_METRICS) + ["TTC", "CCmax"])
+    base = {m: 1.0 for m in ev.BAR_METRICS}
+    for stem, ttc in (("a", 0.9), ("b", 0.3), ("c", 0.6)):
+        scores.add("average", stem, {**base, "TTC": 0.3, "CCmax": 0.8})
+        scores.add("max", stem, {**base, "SD": 3.0, "TTC": 0.7, "CCmax": 0.9})
+        # beats average on all 8 and max on all but SD
+        scores.add("model", stem, {**{m: 2.0 for m in ev.BAR_METRICS}, "SD": 2.5, "TTC": ttc, "CCmax": 0.95})
+        scores.add("copy", stem, {**{m: 2.0 for m in ev.BAR_METRICS}, "SD": 9.0, "TTC": 0.9, "CCmax": 0.99 if stem == "c" else 0.5})
+    bar = ev.usability(scores)
+    assert set(bar) == {"model", "copy"}
+    assert len(bar["model"]["beats_average"]) == 8 and len(bar["model"]["beats_max"]) == 7
+    assert bar["model"]["beats_max"] == [m for m in ev.BAR_METRICS if m != "SD"]
+    assert bar["model"]["ttc_median"] == pytest.approx(0.6) and bar["model"]["ttc_below_half"] == 1
+    assert bar["model"]["usable"] and not bar["copy"]["usable"]  # one image with CCmax 0.99
+    scores.table["model"]["a"]["TTC"] = scores.table["model"]["c"]["TTC"] = 0.4
+    assert not ev.usability(scores)["model"]["usable"]  # median TTC 0.4
+    assert "| copy |" in ev.usability_section(scores) and "**no**" in ev.usability_section(scores)
+
+
 def test_all_means_baselines_plus_models_with_weights(tmp_path, monkeypatch, caplog):
     # an engines folder with only the baselines' graphs: no trained model has weights there
     for name in ("average", "max", "laplacian"):

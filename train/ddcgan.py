@@ -44,7 +44,7 @@ from streamfuse.export.onnx import export_onnx
 from streamfuse.models.ddcgan import VARIANT_RATIO, DDcGANGenerator
 from train.common import REPO, LossLog, load_checkpoint, save_checkpoint, seed_everything, write_record
 from train.datasets import PairDataset
-from train.losses import gradient
+from train.losses import gradient, stronger_gradient
 
 LOG_FIELDS = ["lr", "ratio", "loss_g", "adv_g", "con", "int", "tv", "loss_dv", "loss_di", "extra_d", "extra_g"]
 
@@ -75,10 +75,29 @@ def tv_norm(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(dx * dx + dy * dy + 1e-8).mean()
 
 
-def content_loss(f: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, ratio: int, eta: float):
-    """(L_con, intensity term, TV term); ``ir`` is the full-size IR patch."""
+def gradient_distance(f: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+    """Mean of |grad f - (gx, gy)| per pixel (forward differences, as tv_norm)."""
+    dx = f[:, :, :-1, 1:] - f[:, :, :-1, :-1] - gx
+    dy = f[:, :, 1:, :-1] - f[:, :, :-1, :-1] - gy
+    return torch.sqrt(dx * dx + dy * dy + 1e-8).mean()
+
+
+def content_loss(f: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, ratio: int, eta: float,
+                 tv_target: str = "vis"):
+    """(L_con, intensity term, gradient term); ``ir`` is the full-size IR patch.
+
+    tv_target "vis" is the paper's ||f - v||_TV. "stronger": the gradient of f is pulled towards, per
+    pixel, the stronger of the visible's and the IR's gradient (of the IR the generator sees: psi(ir)
+    bilinearly up-sampled in the x4 step), so texture only the IR shows is kept too.
+    """
     intensity = F.mse_loss(psi(f), psi(ir)) if ratio == 4 else F.mse_loss(f, ir)
-    tv = tv_norm(f - vis)
+    if tv_target == "vis":
+        tv = tv_norm(f - vis)
+    elif tv_target == "stronger":
+        ir_seen = F.interpolate(psi(ir), size=ir.shape[-2:], mode="bilinear", align_corners=False) if ratio == 4 else ir
+        tv = gradient_distance(f, *stronger_gradient(vis, ir_seen))
+    else:
+        raise ValueError(f"tv_target: expected 'vis' or 'stronger', got {tv_target!r}")
     return intensity + eta * tv, intensity, tv
 
 
@@ -123,7 +142,7 @@ class Trainer:
 
     def g_losses(self, ir: torch.Tensor, vis: torch.Tensor, ratio: int, adversarial: bool):
         f = self.g(self.generator_input(ir, ratio), vis)
-        con, intensity, tv = content_loss(f, ir, vis, ratio, float(self.cfg["eta"]))
+        con, intensity, tv = content_loss(f, ir, vis, ratio, float(self.cfg["eta"]), self.cfg.get("tv_target", "vis"))
         adv = g_adv_loss(self.dv, self.di, f) if adversarial else torch.zeros((), device=f.device)
         return f, adv + float(self.cfg["lam"]) * con, adv, con, intensity, tv
 
@@ -186,11 +205,11 @@ def final_losses(log_path: Path, window: int) -> dict:
     return {k: float(np.nanmean([float(r[k]) for r in rows])) if rows else float("nan") for k in keys}
 
 
-def validation_loss(g: DDcGANGenerator, ir: torch.Tensor, vis: torch.Tensor, eta: float) -> float:
+def validation_loss(g: DDcGANGenerator, ir: torch.Tensor, vis: torch.Tensor, eta: float, tv_target: str) -> float:
     g.eval()
     g.ratio = 4
     with torch.no_grad():
-        return float(content_loss(g(psi(ir), vis), ir, vis, 4, eta)[0])
+        return float(content_loss(g(psi(ir), vis), ir, vis, 4, eta, tv_target)[0])
 
 
 def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = False) -> None:
@@ -214,7 +233,7 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="ddcgan", unit="step")
     for step in bar:
         lr = trainer.set_lr(step)
-        ir, vis = data.sample_batch(batch, patch, rng)
+        ir, vis = data.sample_batch(batch, patch, rng, cfg.get("gain_range"))
         ratio = 1 if rng.random() < float(cfg["same_res_fraction"]) else 4
         values = trainer.step(ir, vis, ratio, adversarial=step >= int(cfg["warmup_steps"]))
         if (step + 1) % int(cfg["log_every"]) == 0 or step + 1 == steps:
@@ -246,7 +265,7 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
     validation = {}
     for snap_step, state in candidates.items():
         g.load_state_dict(state)
-        validation[snap_step] = validation_loss(g, val_ir, val_vis, float(cfg["eta"]))
+        validation[snap_step] = validation_loss(g, val_ir, val_vis, float(cfg["eta"]), cfg.get("tv_target", "vis"))
     shipped_step = min(validation, key=validation.get) if cfg.get("select_by_validation") else done
     g.load_state_dict(candidates[shipped_step])
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from streamfuse.models.ddpatchgan import UNetGenerator
 from train.gan_loop import train_gan
-from train.losses import ssim
+from train.losses import ssim, ssim_max_variance
 
 
 class PatchDiscriminator(nn.Module):
@@ -72,6 +72,9 @@ class DDPatchGANTrainer:
     def __init__(self, cfg: dict, device: str = "cpu"):
         self.device = device
         self.gamma, self.lam = float(cfg["gamma"]), float(cfg["lam"])
+        self.ssim_target = cfg.get("ssim_target", "both")
+        if self.ssim_target not in ("both", "max_variance"):
+            raise ValueError(f"ssim_target: expected 'both' or 'max_variance', got {self.ssim_target!r}")
         self.model = UNetGenerator().to(device)
         self.d_i = PatchDiscriminator().to(device)
         self.d_v = PatchDiscriminator().to(device)
@@ -96,8 +99,12 @@ class DDPatchGANTrainer:
     def losses_g(self, ir, vis, fused) -> dict:
         fake_i = self.d_i(fused)
         w = ir_weight_map(ir, fake_i)
+        if self.ssim_target == "both":
+            structure = (ssim(fused, ir) + ssim(fused, vis)) / 2
+        else:  # "max_variance"
+            structure = ssim_max_variance(fused, ir, vis)
         out = {
-            "ssim": 1 - (ssim(fused, ir) + ssim(fused, vis)) / 2,
+            "ssim": 1 - structure,
             "mse": F.mse_loss(fused, ir),
             "adv_i": (w * (fake_i - 1) ** 2).mean(),
             "adv_v": ((self.d_v(fused) - 1) ** 2).mean(),

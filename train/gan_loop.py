@@ -43,7 +43,7 @@ def train_gan(name: str, make_trainer, logged: list[str], cfg: dict, device: str
     done = start
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=name, unit="step", mininterval=10)
     for step in bar:
-        ir, vis = data.sample_batch(batch, patch, rng)
+        ir, vis = data.sample_batch(batch, patch, rng, cfg.get("gain_range"))
         losses = trainer.step(ir, vis, gen)
         recent = (recent + [losses])[-log_every:]
         done = step + 1

@@ -37,6 +37,17 @@ def test_content_loss_is_zero_for_the_ideal_fusion():
     assert intensity.item() == pytest.approx(0.0, abs=1e-8) and tv.item() < 1e-3
 
 
+def test_stronger_gradient_target_keeps_ir_only_texture():
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 0.2 - 0.1
+    ir = (0.5 + checker)[None, None]  # texture only the IR shows
+    vis = torch.full_like(ir, 0.3)
+    # f = ir: the paper's term (towards the flat visible's gradients) penalises it, "stronger" does not
+    assert content_loss(ir, ir, vis, ratio=1, eta=3.0)[2].item() > 0.1
+    assert content_loss(ir, ir, vis, ratio=1, eta=3.0, tv_target="stronger")[2].item() < 1e-3
+    with pytest.raises(ValueError, match="tv_target"):
+        content_loss(ir, ir, vis, ratio=1, eta=3.0, tv_target="sobel")
+
+
 @pytest.mark.parametrize("ratio", [4, 1])
 def test_one_generator_step_lowers_its_loss(ratio):
     torch.manual_seed(0)
