@@ -107,13 +107,34 @@ class Source(ABC):
         self.corrupt_packets = 0
         self._seq = 0
         self._closed = False
+        self._container = None  # the PyAV container of the stream-based sources
+        self._decoder: _PacketDecoder | None = None
 
     @abstractmethod
     def read(self, timeout: float | None = None) -> Frame | None:
         """The next frame, None on timeout; EndOfStream at the end, SourceError on failure (per source type)."""
 
     def close(self) -> None:
+        if not self._closed and self._container is not None:
+            self._container.close()
+            self._container = None
         self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SourceError(f"{self.uri}: read after close")
+
+    def _attach(self, container, low_latency: bool = False, prefer_guessed_rate: bool = False) -> None:
+        """Decode ``container``'s first video stream from now on; fps and size come from it."""
+        self._container = container
+        self._decoder = _PacketDecoder(container, self, low_latency=low_latency)
+        stream = self._decoder.stream
+        first, second = stream.average_rate, stream.guessed_rate
+        if prefer_guessed_rate:
+            first, second = second, first
+        rate = first or second
+        self.fps = float(rate) if rate else self.fps
+        self.size = (stream.codec_context.width, stream.codec_context.height)
 
     def __enter__(self):
         return self
@@ -246,25 +267,21 @@ class VideoFileSource(Source):
         if not self.path.is_file():
             raise SourceError(f"{self.uri}: no such video file")
         try:
-            self._container = av.open(str(self.path))
+            container = av.open(str(self.path))
         except (av.FFmpegError, OSError) as e:
             raise SourceError(f"{self.uri}: cannot open as a video ({_av_reason(e)})") from None
-        if not self._container.streams.video:
-            self._container.close()
+        if not container.streams.video:
+            container.close()
             raise SourceError(f"{self.uri}: has no video stream")
-        self._decoder = _PacketDecoder(self._container, self)
+        self._attach(container)
         stream = self._decoder.stream
-        rate = stream.average_rate or stream.guessed_rate
-        self.fps = float(rate) if rate else None
-        self.size = (stream.codec_context.width, stream.codec_context.height)
         self.frame_count = stream.frames or None
         self._time_base = stream.time_base
         self._start = stream.start_time or 0
         self._convert = FrameConverter(kind)
 
     def read(self, timeout: float | None = None) -> Frame:
-        if self._closed:
-            raise SourceError(f"{self.uri}: read after close")
+        self._check_open()
         try:
             frame = self._decoder.next_frame()
         except (av.FFmpegError, OSError) as e:
@@ -276,11 +293,6 @@ class VideoFileSource(Source):
         else:
             pts_ns = _pts_ns(frame.pts - self._start, self._time_base)
         return self._emit(self._convert(frame), pts_ns)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._container.close()
-        super().close()
 
 
 class ImageSequenceSource(Source):
@@ -312,8 +324,7 @@ class ImageSequenceSource(Source):
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img
 
     def read(self, timeout: float | None = None) -> Frame:
-        if self._closed:
-            raise SourceError(f"{self.uri}: read after close")
+        self._check_open()
         index = self._seq
         if index >= len(self.files):
             raise EndOfStream(self.uri)
@@ -364,8 +375,6 @@ class RtspSource(Source):
         self.low_latency = low_latency
         self.av_options = rtsp_av_options(transport, self.read_timeout, low_latency)
         self._convert = FrameConverter(kind)
-        self._container = None
-        self._decoder: _PacketDecoder | None = None
         self._failures = 0  # failed reconnect tries in a row
         self._next_try = 0.0
         self._last_pts_ns: int | None = None
@@ -389,14 +398,9 @@ class RtspSource(Source):
         if not container.streams.video:
             container.close()
             raise SourceError(f"{self.uri}: the RTSP stream has no video track")
-        self._container = container
-        self._decoder = _PacketDecoder(container, self, low_latency=self.low_latency)
-        stream = self._decoder.stream
         # RTSP's average rate is estimated from a few probed packets (28.5 for a 30 fps stream);
         # the guessed rate comes from the stream's own timing
-        rate = stream.guessed_rate or stream.average_rate
-        self.fps = float(rate) if rate else self.fps
-        self.size = (stream.codec_context.width, stream.codec_context.height)
+        self._attach(container, low_latency=self.low_latency, prefer_guessed_rate=True)
         self._min_delay = None  # RTP time starts anew with each session
         self._last_raw_s: float | None = None  # the latest frame's RTP time, seconds
 
@@ -434,8 +438,7 @@ class RtspSource(Source):
     def read(self, timeout: float | None = None) -> Frame | None:
         """A frame, or None after ``timeout`` s without one. One network read can block up to
         ``read_timeout`` s; waits between reconnect tries honour ``timeout``."""
-        if self._closed:
-            raise SourceError(f"{self.uri}: read after close")
+        self._check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._container is None:
@@ -495,12 +498,6 @@ class RtspSource(Source):
             pts_ns = max(pts_ns, self._last_pts_ns + 1)
         self._last_pts_ns, self._last_arrival = pts_ns, arrival
         return pts_ns
-
-    def close(self) -> None:
-        if not self._closed and self._container is not None:
-            self._container.close()
-            self._container = None
-        super().close()
 
 
 def rtsp_av_options(transport: str = "tcp", read_timeout: float = 5.0, low_latency: bool = True) -> dict:
@@ -587,22 +584,17 @@ class V4L2Source(Source):
         if not stat.S_ISCHR(mode):
             raise SourceError(f"{device}: not a V4L2 device (expected a character device like /dev/video0)")
         try:
-            self._container = av.open(device, format="v4l2", options=self.av_options,
-                                      timeout=(open_timeout, self.read_timeout))
+            container = av.open(device, format="v4l2", options=self.av_options,
+                                timeout=(open_timeout, self.read_timeout))
         except (av.FFmpegError, OSError) as e:
             asked = ", ".join(f"{k}={v}" for k, v in self.av_options.items()) or "driver defaults"
             raise SourceError(f"{device}: cannot open the camera with {asked} ({_av_reason(e)})") from None
-        self._decoder = _PacketDecoder(self._container, self, low_latency=True)
+        self._attach(container, low_latency=True)
         self._clock_offset: int | None = None  # added to the driver's timestamps, see monotonic_offset
-        stream = self._decoder.stream
-        rate = stream.average_rate or stream.guessed_rate
-        self.fps = float(rate) if rate else None
-        self.size = (stream.codec_context.width, stream.codec_context.height)
         self._convert = FrameConverter(kind)
 
     def read(self, timeout: float | None = None) -> Frame:
-        if self._closed:
-            raise SourceError(f"{self.uri}: read after close")
+        self._check_open()
         try:
             frame = self._decoder.next_frame()
         except (av.FFmpegError, OSError) as e:
@@ -618,8 +610,3 @@ class V4L2Source(Source):
                 self._clock_offset = monotonic_offset(_pts_ns(frame.pts, self._decoder.stream.time_base), now)
             pts_ns = _pts_ns(frame.pts, self._decoder.stream.time_base) + self._clock_offset
         return self._emit(self._convert(frame), pts_ns)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._container.close()
-        super().close()
