@@ -133,9 +133,11 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
     total = steps + finetune
     log = LossLog(run_dir / "losses.csv", ["loss", "sr", "fuse", "contrast", "r_ir", "r_vis"])
     t0 = time.time()
+    limit = float(cfg.get("time_limit_minutes") or 0) * 60  # wall time of all runs of this schedule
+    done = start
     bar = tqdm(range(start, total), initial=start, total=total, desc="metafusion", unit="it")
     for step in bar:
-        ir_hr, vis_hr = data.sample_batch(int(cfg["batch_size"]), int(cfg["patch"]), rng)
+        ir_hr, vis_hr = data.sample_batch(int(cfg["batch_size"]), int(cfg["patch"]), rng, cfg.get("gain_range"))
         r_ir, r_vis = draw_scales(cfg, rng)
         lam = float(cfg["contrast_lambda"]) if step >= steps else 0.0
         offsets = draw_offsets(int(cfg["contrast_radius"]), int(cfg["contrast_offsets"]), rng) if lam else ()
@@ -147,16 +149,22 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
         if (step + 1) % int(cfg["log_every"]) == 0 or step + 1 == total:
             log.write(step + 1, {**{k: v.item() for k, v in losses.items()}, "r_ir": r_ir, "r_vis": r_vis})
             bar.set_postfix(loss=f"{losses['loss'].item():.4f}", phase="contrast" if lam else "pixel")
-        if (step + 1) % int(cfg["checkpoint_every"]) == 0 or step + 1 == total:
-            save_checkpoint(ckpt, step + 1, {"model": model}, {"opt": opt},
+        done = step + 1
+        out_of_time = bool(limit) and earlier_seconds + time.time() - t0 > limit
+        if done % int(cfg["checkpoint_every"]) == 0 or done == total or out_of_time:
+            save_checkpoint(ckpt, done, {"model": model}, {"opt": opt},
                             {"data_rng": rng.bit_generator.state, "train_seconds": earlier_seconds + time.time() - t0})
+        if out_of_time:
+            print(f"metafusion: time limit of {cfg['time_limit_minutes']} min reached after {done} steps")
+            break
     log.close()
     seconds = earlier_seconds + time.time() - t0  # all runs of this schedule (resumes included)
     final = evaluate(model, data, cfg)
-    ship(model, cfg, out_dir, run_dir, {"pairs": len(data), "steps": steps, "finetune_steps": finetune, "resumed_from": start,
+    ship(model, cfg, out_dir, run_dir, {"pairs": len(data), "steps": steps, "finetune_steps": finetune,
+                                        "steps_done": done, "resumed_from": start,
                                         "device": device, "train_seconds": round(seconds, 1),
                                         "final_losses_fixed_batch": final})
-    print(f"metafusion: {total} steps ({total - start} this run), {seconds:.0f} s training in all, final {final} -> {out_dir}")
+    print(f"metafusion: {done} steps ({done - start} this run), {seconds:.0f} s training in all, final {final} -> {out_dir}")
 
 
 def evaluate(model: MetaFusion, data: PairDataset, cfg: dict) -> dict:
