@@ -22,7 +22,8 @@ Our reading of the paper (stated because the paper leaves it open):
 - G3's input is [G1(ir, vis), vis]: channel 1 is layer 1's IR-anchored fused image, channel 2 is
   the visible image (in [-1, 1]). We chose the visible image rather than G2's output so that
   inference needs two generators, not three; G2's output reaches G3 only through D3 and G3's
-  gradient target at training time.
+  training targets (its gradient target, and in the shipped run half of its intensity anchor:
+  ``g3_anchor: mean`` in train/tlgan.py says why).
 
 Deviations and why:
 - Channel widths 32, 32, 16, 16 (FusionGAN's generator, which TLGAN reuses, has 256, 128, 64, 32):

@@ -72,3 +72,17 @@ def test_discriminators_learn_in_one_step():
     ld["d"].backward()
     trainer.opt_d.step()
     assert d_loss() < before
+
+
+def test_g3_anchor_mean_pulls_layer_two_towards_both_layer_one_outputs():
+    ir, vis = tiny_batch()
+    gen = torch.Generator().manual_seed(0)
+    contents = {}
+    for anchor in ("f1", "mean"):
+        trainer = TLGANTrainer({**CFG, "patch": 32, "g3_anchor": anchor})
+        f1, f2 = ir * 2 - 1, vis * 2 - 1
+        # G3's content loss when its output equals f1 exactly: zero intensity error only for the f1 anchor
+        contents[anchor] = trainer.losses_g(ir, vis, f1, f2, f1.clone(), gen)["g3_content"].item()
+    assert contents["mean"] > contents["f1"] + 1e-3
+    with pytest.raises(ValueError, match="g3_anchor"):
+        TLGANTrainer({**CFG, "g3_anchor": "f2"})
