@@ -29,7 +29,7 @@ import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.io.images import write_image
-from streamfuse.io.uri import check_options, parse_sink
+from streamfuse.io.uri import check_options, parse_sink, positive_number
 
 TIME_BASE = Fraction(1, 90_000)  # the usual video time base: 30, 25 and 29.97 fps periods are whole ticks
 NS = 1_000_000_000
@@ -237,15 +237,7 @@ def _gray_frame(gray: np.ndarray) -> av.VideoFrame:
 
 def _fps(value, uri: str) -> float:
     """The nominal frame rate option (default 30)."""
-    if value is None:
-        return 30.0
-    try:
-        fps = float(value)
-    except (TypeError, ValueError):
-        fps = -1.0
-    if not fps > 0:
-        raise StreamfuseError(f"{uri}: fps must be a positive number, got '{value}'")
-    return fps
+    return 30.0 if value is None else positive_number(uri, "fps", value)
 
 
 def _parse_bitrate(value, uri: str) -> int:

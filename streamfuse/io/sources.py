@@ -41,7 +41,7 @@ from av.video.reformatter import ColorRange, VideoReformatter
 from streamfuse import StreamfuseError
 from streamfuse.io.frame import EndOfStream, Frame, SourceError
 from streamfuse.io.images import read_image
-from streamfuse.io.uri import check_options, expand_images, parse_source
+from streamfuse.io.uri import check_options, expand_images, parse_source, positive_number
 
 KINDS = ("ir", "vis")
 NS = 1_000_000_000
@@ -207,13 +207,7 @@ def _av_reason(exc: BaseException) -> str:
 
 def _seconds(uri: str, name: str, value) -> float:
     """A duration option, checked: a positive number of seconds."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not seconds > 0:
-        raise StreamfuseError(f"{uri}: {name} must be a positive number of seconds, got '{value}'")
-    return seconds
+    return positive_number(uri, name, value, " of seconds")
 
 
 def _pts_ns(ticks: int, time_base) -> int:
@@ -302,14 +296,8 @@ class ImageSequenceSource(Source):
 
     def __init__(self, target: str, uri: str | None = None, kind: str = "vis", fps: float = 30.0):
         super().__init__(uri or str(target), kind)
-        try:
-            fps = float(fps)
-        except (TypeError, ValueError):
-            fps = -1.0
-        if not fps > 0:
-            raise StreamfuseError(f"{self.uri}: fps must be a positive number")
+        self.fps = positive_number(self.uri, "fps", fps)
         self.files = expand_images(target)
-        self.fps = fps
         self.frame_count = len(self.files)
         first = self._load(self.files[0])
         self.size = (first.shape[1], first.shape[0])
@@ -537,11 +525,7 @@ def v4l2_av_options(size=None, fps=None, pixel_format=None, uri: str = "v4l2") -
             raise StreamfuseError(f"{uri}: size must be WIDTHxHEIGHT like 640x512, got '{size}'") from None
         options["video_size"] = f"{w}x{h}"
     if fps is not None:
-        try:
-            if float(fps) <= 0:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise StreamfuseError(f"{uri}: fps must be a positive number, got '{fps}'") from None
+        positive_number(uri, "fps", fps)
         options["framerate"] = str(fps)
     if pixel_format is not None:
         name = V4L2_PIXEL_FORMATS.get(str(pixel_format).lower())

@@ -119,6 +119,17 @@ def parse_sink(uri: str) -> ParsedURI:
         f"(expected {', '.join(sorted(VIDEO_SUFFIXES))}, a folder ending in '/', images://, display://, rtsp:// or null://)")
 
 
+def positive_number(uri: str, name: str, value, unit: str = "") -> float:
+    """An option that must be a positive number (fps, timeouts); one-line error naming the stream."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not number > 0:
+        raise StreamfuseError(f"{uri}: {name} must be a positive number{unit}, got '{value}'")
+    return number
+
+
 def check_options(uri: str, given: dict, allowed) -> None:
     """Reject option names a source/sink kind does not take, with a did-you-mean."""
     allowed = sorted(allowed)
