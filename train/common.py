@@ -42,6 +42,25 @@ def git_commit() -> str:
         return "unknown"
 
 
+class TrainClock:
+    """Training wall time of all runs of one schedule (resumes included), against the config's
+    ``time_limit_minutes`` (0 or missing: no limit), so a shared CPU stops a run at a known cost."""
+
+    def __init__(self, cfg: dict, seconds_before: float = 0.0):
+        self.minutes = float(cfg.get("time_limit_minutes") or 0)
+        self.t0 = time.time() - seconds_before
+
+    def seconds(self) -> float:
+        return time.time() - self.t0
+
+    def out_of_time(self, name: str, done: int) -> bool:
+        """True (and says so once per call) when the limit is reached after ``done`` steps."""
+        if not self.minutes or self.seconds() <= self.minutes * 60:
+            return False
+        print(f"{name}: time limit of {self.minutes:g} min reached after {done} steps")
+        return True
+
+
 class LossLog:
     """Appends one CSV row per logged step (resumes append to the same file)."""
 

@@ -36,7 +36,6 @@ so real and fused batches never share batch statistics.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +46,7 @@ from tqdm import tqdm
 
 from streamfuse.export.onnx import export_onnx
 from streamfuse.models.ddcgan import VARIANT_RATIO, DDcGANGenerator
-from train.common import REPO, LossLog, load_checkpoint, save_checkpoint, seed_everything, write_record
+from train.common import REPO, LossLog, TrainClock, load_checkpoint, save_checkpoint, seed_everything, write_record
 from train.datasets import PairDataset
 from train.losses import gradient, stronger_gradient
 
@@ -232,8 +231,7 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
         spent = float(extra["train_seconds"])
     log = LossLog(run_dir / "losses.csv", LOG_FIELDS)
     steps, batch, patch = int(cfg["steps"]), int(cfg["batch_size"]), int(cfg["patch"])
-    limit = float(cfg.get("time_limit_minutes") or 0) * 60
-    t0 = time.time()
+    clock = TrainClock(cfg, spent)
     step = start
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="ddcgan", unit="step")
     for step in bar:
@@ -246,19 +244,18 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
             bar.set_postfix(g=f"{values['loss_g']:.3f}", con=f"{values['con']:.4f}", dv=f"{values['loss_dv']:.2f}",
                             di=f"{values['loss_di']:.2f}")
         done = step + 1
-        out_of_time = limit and spent + time.time() - t0 > limit
+        out_of_time = clock.out_of_time("ddcgan", done)
         if done % int(cfg["checkpoint_every"]) == 0 or done == steps or out_of_time:
             save_checkpoint(ckpt, done, trainer.modules, trainer.optimizers,
-                            {"batch_rng": rng.bit_generator.state, "train_seconds": spent + time.time() - t0})
+                            {"batch_rng": rng.bit_generator.state, "train_seconds": clock.seconds()})
         if done % int(cfg["snapshot_every"]) == 0:  # generator-only snapshots, to see how training evolves
             torch.save(trainer.g.state_dict(), run_dir / f"g_{done:05d}.pt")
         if out_of_time:
-            print(f"ddcgan: time limit of {limit / 60:.0f} min reached at step {done}")
             break
     else:
         done = steps
     log.close()
-    seconds = spent + time.time() - t0
+    seconds = clock.seconds()
     final = final_losses(run_dir / "losses.csv", int(cfg["final_window"]))
 
     # Early stopping on the paper's objective: the generator snapshot (or the final weights) with the

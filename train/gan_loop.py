@@ -6,7 +6,6 @@ and ``model`` (the fusion module that ships).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from streamfuse.export.onnx import export_onnx
-from train.common import REPO, LossLog, load_checkpoint, save_checkpoint, seed_everything, write_record
+from train.common import REPO, LossLog, TrainClock, load_checkpoint, save_checkpoint, seed_everything, write_record
 from train.datasets import PairDataset
 
 
@@ -37,8 +36,7 @@ def train_gan(name: str, make_trainer, logged: list[str], cfg: dict, device: str
     log = LossLog(run_dir / "losses.csv", logged)
     steps, batch, patch = int(cfg["steps"]), int(cfg["batch_size"]), int(cfg["patch"])
     log_every = int(cfg["log_every"])
-    limit = float(cfg.get("time_limit_minutes") or 0) * 60  # wall time of this run, resumed parts included
-    t0 = time.time() - seconds_before
+    clock = TrainClock(cfg, seconds_before)
     recent: list[dict] = []
     done = start
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=name, unit="step", mininterval=10)
@@ -47,18 +45,17 @@ def train_gan(name: str, make_trainer, logged: list[str], cfg: dict, device: str
         losses = trainer.step(ir, vis, gen)
         recent = (recent + [losses])[-log_every:]
         done = step + 1
-        out_of_time = bool(limit) and time.time() - t0 > limit
+        out_of_time = clock.out_of_time(name, done)
         if done % log_every == 0 or done == steps or out_of_time:
             log.write(done, {k: np.mean([r[k] for r in recent]) for k in logged})
             bar.set_postfix({k: f"{losses[k]:.3f}" for k in logged[:2]})
         if done % int(cfg["checkpoint_every"]) == 0 or done == steps or out_of_time:
             save_checkpoint(ckpt, done, trainer.modules(), trainer.optimizers(),
-                            {"data_rng": rng, "label_rng": gen.get_state(), "seconds": time.time() - t0})
+                            {"data_rng": rng, "label_rng": gen.get_state(), "seconds": clock.seconds()})
         if out_of_time:
-            print(f"{name}: time limit of {cfg['time_limit_minutes']} min reached after {done} steps")
             break
     log.close()
-    seconds = time.time() - t0
+    seconds = clock.seconds()
     final = {k: round(float(np.mean([r[k] for r in recent])), 5) for k in logged} if recent else {}
     out_dir.mkdir(parents=True, exist_ok=True)
     model = trainer.model.cpu().eval()

@@ -26,7 +26,6 @@ centre crop and detaches the contrast sum, so that only the distance-to-average 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ from tqdm import tqdm
 from streamfuse.export.onnx import export_onnx
 from streamfuse.models import get_model
 from streamfuse.models.metafusion import VARIANT_SCALES, MetaFusion
-from train.common import REPO, LossLog, load_checkpoint, save_checkpoint, seed_everything, write_record
+from train.common import REPO, LossLog, TrainClock, load_checkpoint, save_checkpoint, seed_everything, write_record
 from train.datasets import PairDataset
 
 
@@ -132,8 +131,7 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
     steps, finetune = int(cfg["steps"]), int(cfg["finetune_steps"])
     total = steps + finetune
     log = LossLog(run_dir / "losses.csv", ["loss", "sr", "fuse", "contrast", "r_ir", "r_vis"])
-    t0 = time.time()
-    limit = float(cfg.get("time_limit_minutes") or 0) * 60  # wall time of all runs of this schedule
+    clock = TrainClock(cfg, earlier_seconds)  # wall time of all runs of this schedule
     done = start
     bar = tqdm(range(start, total), initial=start, total=total, desc="metafusion", unit="it")
     for step in bar:
@@ -150,15 +148,14 @@ def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = F
             log.write(step + 1, {**{k: v.item() for k, v in losses.items()}, "r_ir": r_ir, "r_vis": r_vis})
             bar.set_postfix(loss=f"{losses['loss'].item():.4f}", phase="contrast" if lam else "pixel")
         done = step + 1
-        out_of_time = bool(limit) and earlier_seconds + time.time() - t0 > limit
+        out_of_time = clock.out_of_time("metafusion", done)
         if done % int(cfg["checkpoint_every"]) == 0 or done == total or out_of_time:
             save_checkpoint(ckpt, done, {"model": model}, {"opt": opt},
-                            {"data_rng": rng.bit_generator.state, "train_seconds": earlier_seconds + time.time() - t0})
+                            {"data_rng": rng.bit_generator.state, "train_seconds": clock.seconds()})
         if out_of_time:
-            print(f"metafusion: time limit of {cfg['time_limit_minutes']} min reached after {done} steps")
             break
     log.close()
-    seconds = earlier_seconds + time.time() - t0  # all runs of this schedule (resumes included)
+    seconds = clock.seconds()  # all runs of this schedule (resumes included)
     final = evaluate(model, data, cfg)
     ship(model, cfg, out_dir, run_dir, {"pairs": len(data), "steps": steps, "finetune_steps": finetune,
                                         "steps_done": done, "resumed_from": start,

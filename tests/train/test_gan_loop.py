@@ -37,3 +37,18 @@ def test_tiny_run_then_resume(tmp_path):
     second = torch.load(out / "tlgan.pt", weights_only=True)
     assert any(not torch.equal(first[k], second[k]) for k in first if first[k].dtype.is_floating_point)
 
+
+
+def test_time_limit_counts_earlier_runs_and_stops_with_a_checkpoint(tmp_path, capsys):
+    if not (TRAIN_TNO / "ir").is_dir():
+        pytest.skip(f"training pairs {TRAIN_TNO} not present")
+    cfg = {**CFG, "datasets": ["TNO"], "patch": 32, "batch_size": 2, "steps": 1, "log_every": 1,
+           "checkpoint_every": 100, "time_limit_minutes": 0}
+    run_dir, out = tmp_path / "run", tmp_path / "engines"
+    run_dir.mkdir()
+    train(cfg, device="cpu", run_dir=run_dir, out_dir=out)
+    # the first run's seconds already exceed a 1 ms limit: the resumed run does one step, saves, stops
+    train({**cfg, "steps": 50, "time_limit_minutes": 1e-5}, device="cpu", run_dir=run_dir, out_dir=out, resume=True)
+    assert "time limit of 1e-05 min reached after 2 steps" in capsys.readouterr().out
+    assert json.loads((out / "tlgan.json").read_text())["steps"] == 2
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"] == 2
