@@ -25,12 +25,12 @@ layer 2, G2's gradients are the IR's again, so the visible detail G1 added was l
 Sobel magnitude of the stronger source edge (per pixel, L1) keeps the anchor's intensity (thermal
 targets) while every generator must carry both sources' edges.
 
-Second deviation, G3's intensity anchor (``g3_anchor``). With f1 as the anchor (``f1``, the first
-3114 steps of the shipped run) the output follows G1's IR intensity: over the 74 evaluation pairs
+Second deviation, G3's intensity anchor (``g3_anchor``). With f1 as the anchor (``f1``, used for the
+first 3114 steps of an earlier run) the output follows G1's IR intensity: over the 74 evaluation pairs
 three RoadScene images, whose IR has twice the visible's contrast, came out as near-copies of the IR
 (correlation 0.984-0.988). ``mean`` anchors G3 on (f1 + f2) / 2, G1's IR-anchored and G2's
-visible-anchored outputs, so layer 2 blends both layer-1 results as the two-layer design intends
-(resumed from step 3114 to 5000 with it; the shipped weights).
+visible-anchored outputs, so layer 2 blends both layer-1 results as the two-layer design intends.
+The shipped weights come from one run from scratch with both deviations (train/configs/tlgan.yaml).
 """
 from __future__ import annotations
 
