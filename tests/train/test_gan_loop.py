@@ -15,14 +15,19 @@ CFG = yaml.safe_load((REPO / "train" / "configs" / "tlgan.yaml").read_text())
 TRAIN_TNO = REPO.parent / "shared" / "data" / "train" / "TNO"
 
 
-def test_tiny_run_then_resume(tmp_path):
+def tiny_run(tmp_path, **overrides):
+    """A 32x32, batch-2 config on TNO only (the smallest training set loads fastest) and its folders."""
     if not (TRAIN_TNO / "ir").is_dir():
         pytest.skip(f"training pairs {TRAIN_TNO} not present")
-    # TNO only: the smallest training set loads fastest
-    cfg = {**CFG, "datasets": ["TNO"], "patch": 32, "batch_size": 2, "steps": 2, "log_every": 1,
-           "checkpoint_every": 1, "time_limit_minutes": 0}
+    cfg = {**CFG, "datasets": ["TNO"], "patch": 32, "batch_size": 2, "log_every": 1, "time_limit_minutes": 0,
+           **overrides}
     run_dir, out = tmp_path / "run", tmp_path / "engines"
     run_dir.mkdir()
+    return cfg, run_dir, out
+
+
+def test_tiny_run_then_resume(tmp_path):
+    cfg, run_dir, out = tiny_run(tmp_path, steps=2, checkpoint_every=1)
     train(cfg, device="cpu", run_dir=run_dir, out_dir=out)
     record = json.loads((out / "tlgan.json").read_text())
     assert record["steps"] == 2 and record["data"]["pairs_per_dataset"] == {"TNO": record["data"]["pairs"]}
@@ -40,12 +45,7 @@ def test_tiny_run_then_resume(tmp_path):
 
 
 def test_time_limit_counts_earlier_runs_and_stops_with_a_checkpoint(tmp_path, capsys):
-    if not (TRAIN_TNO / "ir").is_dir():
-        pytest.skip(f"training pairs {TRAIN_TNO} not present")
-    cfg = {**CFG, "datasets": ["TNO"], "patch": 32, "batch_size": 2, "steps": 1, "log_every": 1,
-           "checkpoint_every": 100, "time_limit_minutes": 0}
-    run_dir, out = tmp_path / "run", tmp_path / "engines"
-    run_dir.mkdir()
+    cfg, run_dir, out = tiny_run(tmp_path, steps=1, checkpoint_every=100)
     train(cfg, device="cpu", run_dir=run_dir, out_dir=out)
     # the first run's seconds already exceed a 1 ms limit: the resumed run does one step, saves, stops
     train({**cfg, "steps": 50, "time_limit_minutes": 1e-5}, device="cpu", run_dir=run_dir, out_dir=out, resume=True)
