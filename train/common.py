@@ -54,7 +54,7 @@ class TrainClock:
         return time.time() - self.t0
 
     def out_of_time(self, name: str, done: int) -> bool:
-        """True (and says so once per call) when the limit is reached after ``done`` steps."""
+        """True, printing one line that says so, once the limit is passed after ``done`` steps."""
         if not self.minutes or self.seconds() <= self.minutes * 60:
             return False
         print(f"{name}: time limit of {self.minutes:g} min reached after {done} steps")
