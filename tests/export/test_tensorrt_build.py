@@ -100,7 +100,7 @@ class FakeTRT:
             WARNING, VERBOSE = 2, 4
 
             def __init__(self, severity):
-                pass
+                self.severity = severity
 
         class Network:
             def __init__(self, flags):
@@ -157,7 +157,7 @@ class FakeTRT:
 
         class Builder:
             def __init__(self, logger):
-                pass
+                self.logger = logger
 
             def create_network(self, flags):
                 return Network(flags)
