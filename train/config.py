@@ -52,7 +52,7 @@ def _describe(tp) -> str:
         return _describe(args[0]) + " or null"
     origin = typing.get_origin(tp) or tp
     if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0])}s"
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(typing.get_args(tp)[0], "values")
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(origin, str(tp))
 
 

@@ -216,8 +216,16 @@ def load_checkpoint(path: Path, cfg: TrainConfig, trainer: Trainer, rng: np.rand
 def train(cfg: TrainConfig, device: str = "cpu", run_dir: Path | None = None, out_dir: Path | None = None,
           resume: bool = False) -> dict:
     """Train ``cfg.model`` and ship it to ``out_dir`` (default engines/); returns the training record."""
-    run_dir = Path(run_dir or REPO / "runs" / cfg.model)
+    trainer, facts = fit(cfg, device, Path(run_dir or REPO / "runs" / cfg.model), resume)
     out_dir = Path(out_dir or REPO / "engines")
+    record = ship(cfg, trainer, out_dir, facts)
+    print(f"{cfg.model}: {facts['steps']} steps ({facts['steps'] - facts['resumed_from']} in this run), "
+          f"{facts['train_seconds']:.0f} s in all -> {out_dir}")
+    return record
+
+
+def fit(cfg: TrainConfig, device: str, run_dir: Path, resume: bool = False) -> tuple[Trainer, dict]:
+    """The loop: returns the trained model's Trainer and the facts for the training record."""
     torch.set_num_threads(cfg.threads)
     gen = seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -268,9 +276,7 @@ def train(cfg: TrainConfig, device: str = "cpu", run_dir: Path | None = None, ou
         record["final_metrics"] = metrics
     if cfg.select_by_validation:
         record.update(select_by_validation(trainer, run_dir, done))
-    record = ship(cfg, trainer, out_dir, record)
-    print(f"{cfg.model}: {done} steps ({done - start} in this run), {seconds:.0f} s in all -> {out_dir}")
-    return record
+    return trainer, record
 
 
 def select_by_validation(trainer: Trainer, run_dir: Path, done: int) -> dict:
