@@ -99,9 +99,10 @@ class Trainer(abc.ABC):
         """The module exported as ONNX for registry variant ``variant``."""
         return self.shipped
 
-    def validation_loss(self, module: nn.Module) -> float | None:
-        """Lower is better; None: the model has no validation loss (select_by_validation unavailable)."""
-        return None
+    def validation_loss(self, module: nn.Module) -> float:
+        """Loss of ``module`` (the shipped module with a candidate's weights), lower is better; a model
+        that defines it can use ``select_by_validation``."""
+        raise StreamfuseError(f"{type(self).__module__}: no validation loss")
 
     def final_metrics(self) -> dict:
         """Extra numbers for the training record, computed after the last step."""
@@ -232,6 +233,8 @@ def fit(cfg: TrainConfig, device: str, run_dir: Path, resume: bool = False) -> t
     trainer_cls = recipe(cfg.model).Trainer
     data = trainer_cls.load_data(cfg)
     trainer = trainer_cls(cfg, data, device)
+    if cfg.select_by_validation and trainer_cls.validation_loss is Trainer.validation_loss:
+        raise StreamfuseError(f"select_by_validation: model '{cfg.model}' has no validation loss; set it to false")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.pt"
@@ -290,8 +293,6 @@ def select_by_validation(trainer: Trainer, run_dir: Path, done: int) -> dict:
     for step, state in candidates.items():
         module.load_state_dict(state)
         losses[step] = trainer.validation_loss(module)
-        if losses[step] is None:
-            raise ValueError(f"select_by_validation: {type(trainer).__module__} defines no validation_loss")
     best = min(losses, key=losses.get)
     module.load_state_dict(candidates[best])
     return {"validation_loss_by_step": losses, "shipped_step": best}

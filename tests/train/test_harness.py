@@ -136,3 +136,37 @@ def test_a_checkpoint_of_another_schema_or_model_is_one_clear_error(tmp_path):
     other = tiny_config("ddpatchgan", tmp_path, steps=2)
     with pytest.raises(StreamfuseError, match="a checkpoint of 'tlgan', not of 'ddpatchgan'"):
         train(other, run_dir=run, out_dir=tmp_path / "out", resume=True)
+
+
+def test_the_documented_example_of_a_new_model_trains_and_ships(tmp_path, monkeypatch):
+    """The example in train/harness.py's docstring, run as written (its network: Res2NetFuse)."""
+    import textwrap
+
+    from train import harness
+
+    doc = harness.__doc__
+    last = 'return {"loss": loss.item()}'
+    example = textwrap.dedent(doc[doc.index("    @dataclass(kw_only=True)"):doc.index(last) + len(last)])
+    header = ("from dataclasses import dataclass\nimport torch\nimport torch.nn.functional as F\n"
+              "from train import harness\nfrom train.config import PairConfig\n"
+              "from streamfuse.models.res2netfuse import Res2NetFuse as MyNet\n\n")
+    (tmp_path / "mymodel_recipe.py").write_text(header + example + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(harness.RECIPES, "res2netfuse", "mymodel_recipe")  # stands in for a registered "mymodel"
+    cfg = tiny_config("tlgan", tmp_path)  # only for its synthetic data_root
+    config = tmp_path / "mymodel.yaml"
+    config.write_text(f"model: res2netfuse\nseed: 1\nsteps: 2\npatch: 32\nbatch_size: 2\nlr: 1.0e-3\n"
+                      f"data_root: {cfg.data_root}\nlog_every: 1\n")
+    from train.config import read_config
+
+    record = train(read_config(config), run_dir=tmp_path / "run", out_dir=tmp_path / "out")
+    assert record["steps"] == 2 and set(record["final_losses"]) == {"loss"}
+    assert record["onnx"] == ["res2netfuse.onnx", "res2netfuse-mean.onnx"]
+    assert (tmp_path / "out" / "res2netfuse.pt").exists()
+
+
+def test_select_by_validation_needs_a_model_with_a_validation_loss(tmp_path):
+    cfg = tiny_config("tlgan", tmp_path, select_by_validation=True)
+    with pytest.raises(StreamfuseError, match="select_by_validation: model 'tlgan' has no validation loss"):
+        fit(cfg, "cpu", tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # stopped before any step

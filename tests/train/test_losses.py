@@ -38,3 +38,15 @@ def test_gain_range_scales_each_source_of_each_crop_independently(tmp_path):
     r_ir, r_vis = (a[0].sum() / b[0].sum() for a, b in ((ir, plain_ir), (vis, plain_vis)))
     assert 0.3 <= r_ir <= 0.6 and 0.3 <= r_vis <= 0.6 and abs(r_ir - r_vis) > 1e-3
     assert ir.max() <= 0.6 and vis.max() <= 0.6 and ir.dtype == torch.float32
+
+
+def test_pair_dataset_reads_only_a_training_split(tmp_path):
+    from streamfuse import StreamfuseError
+
+    split = write_training_split(tmp_path)
+    (tmp_path / "eval").symlink_to(split / "SYN")
+    with pytest.raises(StreamfuseError, match="training reads only the training split"):
+        PairDataset(tmp_path / "eval")
+    with pytest.raises(StreamfuseError, match="no usable training pairs in datasets"):
+        PairDataset(split, ["TNO"])
+    assert len(PairDataset(split)) == 4 and PairDataset(split).names()[0] == "SYN/000"
