@@ -15,12 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from streamfuse import REPO_DIR as REPO
 from streamfuse import StreamfuseError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train.harness import REPO
-
     p = argparse.ArgumentParser(prog="python -m train", description="Train a fusion model from a YAML config.")
     p.add_argument("config", help="config path, or a model name (uses train/configs/<name>.yaml)")
     p.add_argument("--device", default="cpu", help="cpu | cuda")

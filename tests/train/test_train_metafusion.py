@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from streamfuse.models.metafusion import MetaFusion  # noqa: E402
 from synthetic import blob_and_stripes, tiny_config  # noqa: E402
 from train.config import read_config  # noqa: E402
-from train.harness import REPO, train  # noqa: E402
+from train.harness import REPO, fit, train  # noqa: E402
 from train.metafusion import compute_losses, contrast_loss, downsample, draw_offsets, draw_scales, lr_size  # noqa: E402
 
 CFG = read_config(REPO / "train" / "configs" / "metafusion.yaml")
@@ -63,7 +63,7 @@ def test_train_resume_and_ship(tmp_path):
 
     cfg = tiny_config("metafusion", tmp_path, steps=1, finetune_steps=1)
     run_dir, out = tmp_path / "run", tmp_path / "out"
-    train(cfg, "cpu", run_dir, out)
+    fit(cfg, "cpu", run_dir)
     record = train(replace(cfg, finetune_steps=2), "cpu", run_dir, out, resume=True)  # one more contrast step
     rows = (run_dir / "losses.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
