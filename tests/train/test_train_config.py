@@ -1,4 +1,5 @@
-"""train/config.py: typed training configs; every config in train/configs/ loads."""
+"""train/config.py: typed training configs; every config in train/configs/ loads (named test_train_config.py:
+pytest cannot hold two test_config.py modules without packages)."""
 import subprocess
 import sys
 
