@@ -58,9 +58,10 @@ class StageTimer:
         self.samples.append(seconds)
 
     def summary(self) -> dict:
-        if not self.samples:
+        samples = list(self.samples)  # one C call: safe while another thread appends (live statistics)
+        if not samples:
             return {"n": 0, "p50_ms": None, "p95_ms": None}
-        ms = np.asarray(self.samples) * 1000
+        ms = np.asarray(samples) * 1000
         return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 2),
                 "p95_ms": round(float(np.percentile(ms, 95)), 2)}
 

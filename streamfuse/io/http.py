@@ -79,10 +79,22 @@ def check_bindable(uri: str, token=None) -> None:
     """Fail early: another address than loopback needs a token; the port must be free."""
     host, port = _require_token(uri, token)
     try:
-        with socket.create_server((host, port)):
+        with socket.create_server((host, port), family=_family(host)):
             pass
     except OSError as e:
         raise StreamfuseError(f"{redact_uri(uri)}: cannot listen on {host}:{port} ({e.strerror or e})") from None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # viewers' threads never hold up the end of the run
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 def _require_token(uri: str, token) -> tuple[str, int]:
@@ -115,10 +127,9 @@ class HttpSink(Sink):
         self.closing = threading.Event()  # set by close(): viewers' threads end
         host, port = _require_token(self.uri, self.token)
         try:
-            self._server = ThreadingHTTPServer((host, port), _Handler)
+            self._server = (_Server6 if _family(host) == socket.AF_INET6 else _Server)((host, port), _Handler)
         except OSError as e:
             raise StreamfuseError(f"{redact_uri(self.uri)}: cannot listen on {host}:{port} ({e.strerror or e})") from None
-        self._server.daemon_threads = True
         self._server.view = self
         self.host, self.port = host, self._server.server_address[1]  # port 0: the one the system chose
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
