@@ -68,6 +68,7 @@ RECIPES = {
     "tlgan": "train.tlgan",
     "ddpatchgan": "train.ddpatchgan",
     "metafusion": "train.metafusion",
+    "pyrfuse": "train.pyrfuse",
 }
 
 
