@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shipped_models import shipped_graphs
+from tests.helpers.shipped_models import shipped_graphs
 from streamfuse.export.flops import gflops
 from streamfuse.export.fp16 import FP16_MAX, _tensor_types, convert_onnx_fp16, fp16_report, load_pairs, psnr, to_fp16
 from streamfuse.models import get_model

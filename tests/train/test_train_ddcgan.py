@@ -9,7 +9,7 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
-from synthetic import blob_and_stripes  # noqa: E402
+from tests.helpers.synthetic import blob_and_stripes  # noqa: E402
 from train.common import REPO  # noqa: E402
 from train.ddcgan import Trainer, content_loss, psi, train, tv_norm  # noqa: E402
 

@@ -4,7 +4,7 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
-from synthetic import blob_and_stripes  # noqa: E402
+from tests.helpers.synthetic import blob_and_stripes  # noqa: E402
 from train.common import REPO  # noqa: E402
 from train.ddpatchgan import DDPatchGANTrainer, PatchDiscriminator, ir_weight_map  # noqa: E402
 

@@ -9,7 +9,7 @@ import yaml
 torch = pytest.importorskip("torch")
 
 from streamfuse.models.metafusion import MetaFusion  # noqa: E402
-from synthetic import blob_and_stripes  # noqa: E402
+from tests.helpers.synthetic import blob_and_stripes  # noqa: E402
 from train.common import REPO  # noqa: E402
 from train.metafusion import compute_losses, contrast_loss, downsample, draw_offsets, draw_scales, lr_size, train  # noqa: E402
 

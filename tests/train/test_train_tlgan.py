@@ -5,7 +5,7 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
-from synthetic import blob_and_stripes  # noqa: E402
+from tests.helpers.synthetic import blob_and_stripes  # noqa: E402
 from train.common import REPO  # noqa: E402
 from train.tlgan import Discriminator, TLGANTrainer, content_loss  # noqa: E402
 
