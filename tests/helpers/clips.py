@@ -46,6 +46,16 @@ def m3svd_frames(n: int, size: tuple[int, int] = (160, 120)) -> tuple[list[np.nd
             [cv2.resize(viss[i], size, interpolation=cv2.INTER_AREA) for i in order])
 
 
+def kaist_images() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled KAIST still pair (640x512): IR gray uint8 HxW, visible BGR uint8 HxWx3."""
+    from streamfuse.color import to_gray
+    from streamfuse.io.images import read_image
+
+    images = SAMPLE_DIR / "images"
+    return (to_gray(read_image(images / "ir" / "set08_V000_I02159.png")),
+            read_image(images / "vis" / "set08_V000_I02159.png"))
+
+
 def write_m3svd_folders(root, n: int = 20) -> tuple[list[Path], list[Path]]:
     """The sample written as M3SVD lays it out: ``root/{ir,vis}/0111_1716_NNNN.png`` at 640x480, the IR as
     gray stored in three equal channels. Returns the sorted IR and visible paths."""
