@@ -25,6 +25,15 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
+def train_data(shared_data) -> Path:
+    """The training split ../shared/data/train (the trainers read it; TNO is the smallest set)."""
+    path = shared_data / "train"
+    if not (path / "TNO" / "ir").is_dir():
+        pytest.skip(f"training pairs {path}/TNO not present (../shared/data/train is the project's training split)")
+    return path
+
+
+@pytest.fixture
 def tno(shared_data) -> Path:
     path = shared_data / "TNO"
     if not (path / "ir").is_dir():

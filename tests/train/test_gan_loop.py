@@ -12,13 +12,11 @@ from train.tlgan import train  # noqa: E402
 CFG = yaml.safe_load((REPO / "train" / "configs" / "tlgan.yaml").read_text())
 
 
-TRAIN_TNO = REPO.parent / "shared" / "data" / "train" / "TNO"
+pytestmark = pytest.mark.usefixtures("train_data")  # the runs read ../shared/data/train
 
 
 def tiny_run(tmp_path, **overrides):
     """A 32x32, batch-2 config on TNO only (the smallest training set loads fastest) and its folders."""
-    if not (TRAIN_TNO / "ir").is_dir():
-        pytest.skip(f"training pairs {TRAIN_TNO} not present")
     cfg = {**CFG, "datasets": ["TNO"], "patch": 32, "batch_size": 2, "log_every": 1, "time_limit_minutes": 0,
            **overrides}
     run_dir, out = tmp_path / "run", tmp_path / "engines"

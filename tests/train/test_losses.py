@@ -29,19 +29,11 @@ def test_ssim_max_variance_takes_structure_from_the_busier_source():
     assert ssim(texture, texture).item() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_gain_range_scales_each_source_of_each_crop_independently():
-    if not _has_split():
-        pytest.skip("no ../shared/data/train here")
-    data = PairDataset("../shared/data/train", ["TNO"])
+def test_gain_range_scales_each_source_of_each_crop_independently(train_data):
+    data = PairDataset(train_data, ["TNO"])
     plain_ir, plain_vis = data.sample_batch(1, 32, np.random.default_rng(1))
     ir, vis = data.sample_batch(8, 32, np.random.default_rng(1), gain_range=(0.3, 0.6))
     # the first crop is the same (its gains are drawn after it), darkened by a factor in range per source
     r_ir, r_vis = (a[0].sum() / b[0].sum() for a, b in ((ir, plain_ir), (vis, plain_vis)))
     assert 0.3 <= r_ir <= 0.6 and 0.3 <= r_vis <= 0.6 and abs(r_ir - r_vis) > 1e-3
     assert ir.max() <= 0.6 and vis.max() <= 0.6 and ir.dtype == torch.float32
-
-
-def _has_split() -> bool:
-    from train.datasets import DEFAULT_ROOT
-
-    return (DEFAULT_ROOT / "TNO" / "ir").is_dir()

@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 from train.common import REPO, load_config  # noqa: E402
 from train.train import TRAINERS  # noqa: E402
 
-TRAIN_TNO = REPO.parent / "shared" / "data" / "train" / "TNO"
+pytestmark = pytest.mark.usefixtures("train_data")  # the runs read ../shared/data/train
 SHRINK = {"batch_size": 2, "patch": 32, "log_every": 1, "checkpoint_every": 1}
 PER_MODEL = {
     "ddcgan": {"steps": 2, "warmup_steps": 1, "val_batch": 2, "val_patch": 32, "snapshot_every": 1, "final_window": 2},
@@ -26,8 +26,6 @@ PER_MODEL = {
 
 @pytest.mark.parametrize("model", sorted(PER_MODEL))
 def test_paper_config_runs_two_steps(model, tmp_path):
-    if not (TRAIN_TNO / "ir").is_dir():
-        pytest.skip(f"training pairs {TRAIN_TNO} not present")
     cfg = load_config(REPO / "train" / "configs" / f"{model}_paper.yaml")
     paper_steps = int(cfg["steps"])
     cfg.update(SHRINK, **PER_MODEL[model])

@@ -1,5 +1,5 @@
-"""train/tlgan.py (named test_train_tlgan.py: pytest cannot hold two test_tlgan.py modules without
-packages, and a tests/train package would shadow the real ``train`` package)."""
+"""train/tlgan.py (named test_train_tlgan.py so the name says it tests the trainer, not
+streamfuse/models/tlgan.py)."""
 import pytest
 import yaml
 
