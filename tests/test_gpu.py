@@ -5,14 +5,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from streamfuse import SAMPLE_DIR  # noqa: E402
 from streamfuse.backends.pytorch import TorchFuser  # noqa: E402
 from streamfuse.color import merge_luma, normalize_ir, split_luma, to_gray  # noqa: E402
 from streamfuse.geometry import Registration  # noqa: E402
 from streamfuse.gpu import GpuFusion  # noqa: E402
-from streamfuse.io.images import read_image  # noqa: E402
 from streamfuse.models import get_model  # noqa: E402
-from tests.helpers.clips import m3svd_frames  # noqa: E402
+from tests.helpers.clips import kaist_images, m3svd_frames  # noqa: E402
 
 def shrunk(ir, vis, shrink: int = 1):
     """Every ``shrink``-th pixel, to keep the torch-on-CPU runs short."""
@@ -23,13 +21,6 @@ def m3svd_pair(index: int, shrink: int = 1):
     """Frame ``index`` of the bundled M3SVD sample: 640x480, colour visible."""
     irs, viss = m3svd_frames(index + 1, size=(640, 480))
     return shrunk(irs[index], viss[index], shrink)
-
-
-def kaist_pair(shrink: int = 1):
-    """The bundled KAIST still pair: 640x512, colour visible."""
-    images = SAMPLE_DIR / "images"
-    return shrunk(to_gray(read_image(images / "ir" / "set08_V000_I02159.png")),
-                  read_image(images / "vis" / "set08_V000_I02159.png"), shrink)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +64,7 @@ def test_homography_and_resize_match_the_cv2_path(fuser):
 
 
 def test_gray_visible_and_16_bit_ir(fuser):
-    ir8, vis = kaist_pair(shrink=2)
+    ir8, vis = shrunk(*kaist_images(), shrink=2)
     vis = to_gray(vis)  # 320x256, gray visible
     rng = np.random.default_rng(0)
     ir16 = (ir8.astype(np.uint16) * 257 + rng.integers(0, 200, ir8.shape)).astype(np.uint16)  # radiometric-like
@@ -103,7 +94,7 @@ def test_host_only_backend_round_trip(tmp_path, fuser):
     spec = get_model("res2netfuse")
     path = export_onnx("res2netfuse", "l1", out=tmp_path / "r.onnx", module=fuser.module)
     ort_fuser = OnnxRuntimeFuser(spec, "l1", threads=1, onnx_path=path)
-    ir, vis = shrunk(*kaist_pair(), shrink=3)  # 214x171: odd size
+    ir, vis = shrunk(*kaist_images(), shrink=3)  # 214x171: odd size
     ref = cpu_path(ort_fuser, None, ir, vis)
     assert_close(GpuFusion(ort_fuser, device="cpu").process(ir, vis), ref, mean_max=0.02, abs_max=1)
 
