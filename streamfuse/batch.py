@@ -389,22 +389,23 @@ def _fuse_sequence(seq: Sequence, settings: BatchSettings, out: Path, progress) 
     stats_file = stats_path(seq, settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     stats_file.unlink(missing_ok=True)  # from here on the sequence counts as not done
-    for stale in out.parent.glob(f"{PARTIAL}*-{out.name}"):  # left by a killed run
-        _remove(stale)
+    stale = re.compile(rf"{re.escape(PARTIAL)}\d+-({re.escape(out.name)}|{re.escape(stats_file.name)})")
+    for path in out.parent.iterdir():  # left by a killed run
+        if stale.fullmatch(path.name):
+            _remove(path)
     partial = out.with_name(f"{PARTIAL}{os.getpid()}-{out.name}")
-    frame_folders = all(Path(p).is_dir() for p in (seq.ir, seq.vis))
-    source_options = {"fps": settings.fps} if frame_folders else {}
+    folder_fps = {side: {"fps": settings.fps} if Path(getattr(seq, side)).is_dir() else {} for side in ("ir", "vis")}
     cfg = settings.config
     output_options = dict(cfg.output_options)
-    vis_frames = _images_in(Path(seq.vis)) if frame_folders else []
+    vis_frames = _images_in(Path(seq.vis)) if Path(seq.vis).is_dir() else []
     if settings.images:
         ext = vis_frames[0].suffix.lower().lstrip(".") if vis_frames else "png"
         output_options = {"ext": ext if ext in SINK_IMAGE_EXTS else "png"}
     config = dataclasses.replace(
         cfg, ir=seq.ir, vis=seq.vis, output=f"images://{partial}" if settings.images else str(partial),
         calib=seq.calib or cfg.calib, offset_ms=seq.offset_ms if seq.offset_ms is not None else cfg.offset_ms,
-        mode="lossless", progress=False, ir_options={**cfg.ir_options, **source_options},
-        vis_options={**cfg.vis_options, **source_options}, output_options=output_options)
+        mode="lossless", progress=False, ir_options={**cfg.ir_options, **folder_fps["ir"]},
+        vis_options={**cfg.vis_options, **folder_fps["vis"]}, output_options=output_options)
     fuser = _CountingFuser(_fuser_for(config), progress)
     try:
         stats = Pipeline(config, fuser=fuser).run().to_dict()
@@ -477,8 +478,9 @@ def _run_pool(sequences, settings, workers, on_result, on_frames) -> None:
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads and runtimes loaded
     progress = ctx.Queue()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
-                             initargs=(settings.config, progress, os.getpid())) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
+                               initargs=(settings.config, progress, os.getpid()))
+    try:
         pending = {pool.submit(_pool_job, seq, settings): seq for seq in sequences}
         while pending:
             done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -490,6 +492,13 @@ def _run_pool(sequences, settings, workers, on_result, on_frames) -> None:
                 except Exception as exc:  # noqa: BLE001 - e.g. a worker that crashed
                     on_result(_result(seq, "failed", reason=f"worker process failed ({_one_line(exc)})"))
         _drain(progress, queue.Empty, on_frames)
+    except BaseException:  # Ctrl-C: stop the workers now; their partial outputs are redone next time
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        raise
+    finally:
+        pool.shutdown()
 
 
 def _drain(progress, empty, on_frames) -> None:
@@ -501,6 +510,7 @@ def _drain(progress, empty, on_frames) -> None:
 
 
 def _ray_job(seq: Sequence, settings: BatchSettings, progress) -> dict:
+    logging.getLogger("streamfuse").setLevel(logging.WARNING)  # one line per sequence comes from the driver
     try:
         _fuser_for(settings.config)  # cached per Ray worker process
     except Exception as exc:  # noqa: BLE001
