@@ -304,34 +304,28 @@ def completed(seq: Sequence, settings: BatchSettings) -> dict | None:
 
 
 class _CountingFuser:
-    """The worker's fuser, counting fused frames for the progress bar (sent at most twice a second)."""
+    """The worker's fuser, counting the frames it fuses for the progress bar (sent at most twice a
+    second as (sequence, frames)). The GPU stage reaches past ``fuse``; the driver then catches up
+    when the sequence's result arrives."""
 
-    def __init__(self, fuser, progress):
-        self._fuser, self._progress = fuser, progress
+    def __init__(self, fuser, progress, sequence: str):
+        self._fuser, self._progress, self._sequence = fuser, progress, sequence
         self._pending, self._sent_at = 0, time.monotonic()
 
     def __getattr__(self, name):
         return getattr(self._fuser, name)
 
-    def _count(self, n: int) -> None:
-        self._pending += n
-        if self._progress is not None and time.monotonic() - self._sent_at > 0.5:
+    def fuse(self, ir, vis):
+        out = self._fuser.fuse(ir, vis)
+        self._pending += 1 if vis.ndim == 2 else len(vis)
+        if time.monotonic() - self._sent_at > 0.5:
             self.flush()
+        return out
 
     def flush(self) -> None:
         if self._progress is not None and self._pending:
-            self._progress.put(self._pending)
+            self._progress.put((self._sequence, self._pending))
         self._pending, self._sent_at = 0, time.monotonic()
-
-    def fuse(self, ir, vis):
-        out = self._fuser.fuse(ir, vis)
-        self._count(1 if vis.ndim == 2 else len(vis))
-        return out
-
-    def fuse_tensor(self, *args, **kwargs):
-        out = self._fuser.fuse_tensor(*args, **kwargs)
-        self._count(1)
-        return out
 
 
 _WORKER: dict = {}  # per worker process: the loaded fuser and its key, the progress queue
@@ -406,7 +400,7 @@ def _fuse_sequence(seq: Sequence, settings: BatchSettings, out: Path, progress) 
         calib=seq.calib or cfg.calib, offset_ms=seq.offset_ms if seq.offset_ms is not None else cfg.offset_ms,
         mode="lossless", progress=False, ir_options={**cfg.ir_options, **folder_fps["ir"]},
         vis_options={**cfg.vis_options, **folder_fps["vis"]}, output_options=output_options)
-    fuser = _CountingFuser(_fuser_for(config), progress)
+    fuser = _CountingFuser(_fuser_for(config), progress, seq.name)
     try:
         stats = Pipeline(config, fuser=fuser).run().to_dict()
     finally:
@@ -526,7 +520,11 @@ def _run_ray(sequences, settings, address: str | None, on_result, on_frames) -> 
         raise StreamfuseError("--ray needs the ray package: pip install 'streamfuse[ray]'") from None
     started = not ray.is_initialized()
     if started:  # no address: RAY_ADDRESS, else a local Ray instance
-        ray.init(address=address or None, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address or None, logging_level=logging.WARNING)
+        except Exception as exc:  # noqa: BLE001 - Ray's connection errors are several lines long
+            where = address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
+            raise StreamfuseError(f"--ray: cannot start or reach {where} ({_one_line(exc)[:300]})") from None
     try:
         progress = Queue()
         task = ray.remote(num_cpus=settings.config.threads or 1, max_retries=0)(_ray_job)
@@ -585,11 +583,20 @@ def run_batch(sequences: list[Sequence], settings: BatchSettings, workers: int |
     frame_bar = tqdm(total=sum(known) if None not in known else None, unit="frame", desc="frames", file=sys.stderr,
                      position=1, disable=not show_progress, dynamic_ncols=True)
 
+    counted: dict[str, int] = {}  # frames the workers' progress messages reported, per running sequence
+    finished: set[str] = set()
+
+    def on_frames(item: tuple[str, int]) -> None:
+        name, frames = item
+        if name not in finished:  # a message that arrives after its sequence's result is counted already
+            counted[name] = counted.get(name, 0) + frames
+            frame_bar.update(frames)
+
     def on_result(result: dict) -> None:
         results.append(result)
+        finished.add(result["sequence"])
         seq_bar.update(1)
-        if result["status"] == "skipped":
-            frame_bar.update(int(result["fused"] or 0))
+        frame_bar.update(max(0, int(result["fused"] or 0) - counted.pop(result["sequence"], 0)))
         if result["status"] == "failed":
             tqdm.write(f"FAILED {result['sequence']}: {result['reason']}", file=sys.stderr)
         else:
@@ -607,10 +614,10 @@ def run_batch(sequences: list[Sequence], settings: BatchSettings, workers: int |
             runnable.append(seq)
     try:
         if runnable and use_ray:
-            _run_ray(runnable, settings, ray_address, on_result, frame_bar.update)
+            _run_ray(runnable, settings, ray_address, on_result, on_frames)
         elif runnable:
             workers = workers or default_workers(settings.config.threads, len(runnable))
-            _run_pool(runnable, settings, workers, on_result, frame_bar.update)
+            _run_pool(runnable, settings, workers, on_result, on_frames)
     finally:
         seq_bar.close()
         frame_bar.close()

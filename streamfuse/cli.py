@@ -335,7 +335,8 @@ run the same command again after a stop: complete sequences are skipped, the res
     p.add_argument("-o", "--output", required=True, help="output folder (mirrors the dataset tree)")
     p.add_argument("--layout", default="auto", choices=["auto", "kaist", "pairs", "manifest"],
                    help="auto: KAIST and paired videos/folders (default); manifest: ROOT is a CSV/YAML file")
-    p.add_argument("--workers", type=int, help="local worker processes (default: cores / --threads)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: cores / --threads; with --ray, Ray "
+                   "runs as many tasks as the cluster has CPUs)")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run each sequence as a Ray task on ADDRESS (default RAY_ADDRESS, else a local Ray)")
     p.add_argument("--images", action="store_true", help="write frame folders named like the visible frames, not MP4s")

@@ -10,6 +10,7 @@ import csv
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -69,8 +70,8 @@ def pairs_tree(root: Path) -> Path:
     return root
 
 
-def run_batch(*args, check_rc: int | None = 0) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(REPO_DIR / "run.py"), "batch", *map(str, args), "--no-progress"]
+def run_batch(*args, check_rc: int | None = 0, progress: bool = False) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO_DIR / "run.py"), "batch", *map(str, args)] + ([] if progress else ["--no-progress"])
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_DIR, env=dict(os.environ), timeout=600)
     if check_rc is not None:
         assert proc.returncode == check_rc, proc.stdout + proc.stderr
@@ -154,8 +155,11 @@ def test_batch_two_workers_fuses_every_sequence(tmp_path):
     assert "output_size: [96, 72]" in calib
     (data / "kaist/set00/V001/calibration.yaml").write_text(calib)
 
-    proc = run_batch(data, "-o", out, "--workers", 2, "--fps", 20, *MODEL)
+    proc = run_batch(data, "-o", out, "--workers", 2, "--fps", 20, *MODEL, progress=True)
     assert "found 5 sequence(s) (2 kaist, 3 pairs), 40 frame pairs" in proc.stdout
+    bars = {name: (int(done), int(total)) for name, done, total in  # the last state of each progress bar
+            re.findall(r"(sequences|frames): +\d+%\|[^|]*\| (\d+)/(\d+) ", proc.stderr)}
+    assert bars == {"sequences": (5, 5), "frames": (40, 40)}, proc.stderr
     rows = summary_rows(out)
     assert {name: row["status"] for name, row in rows.items()} == {
         "kaist/set00/V000": "done", "kaist/set00/V001": "done", "pairs/a": "done", "pairs/b": "done", "pairs/c": "done"}
