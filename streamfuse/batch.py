@@ -345,6 +345,7 @@ def _fuser_for(config: RunConfig):
                                       precision=config.precision, variant=config.variant,
                                       threads=config.threads or 1, **extra)
         _WORKER["key"] = key
+        _WORKER["loads"] = _WORKER.get("loads", 0) + 1
     return _WORKER["fuser"]
 
 
@@ -413,7 +414,8 @@ def _fuse_sequence(seq: Sequence, settings: BatchSettings, out: Path, progress) 
     _remove(out)
     os.replace(partial, out)
     record = {"sequence": seq.name, "ir": seq.ir, "vis": seq.vis, "calib": config.calib, "output": str(out),
-              "model": config.model, "variant": fuser.variant, "backend": fuser.backend, "stats": stats}
+              "model": config.model, "variant": fuser.variant, "backend": fuser.backend,
+              "worker": {"pid": os.getpid(), "model_loads": _WORKER["loads"]}, "stats": stats}
     tmp = stats_file.with_name(f"{PARTIAL}{os.getpid()}-{stats_file.name}")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, stats_file)  # last: its presence marks the sequence complete

@@ -163,12 +163,16 @@ def test_batch_two_workers_fuses_every_sequence(tmp_path):
     rows = summary_rows(out)
     assert {name: row["status"] for name, row in rows.items()} == {
         "kaist/set00/V000": "done", "kaist/set00/V001": "done", "pairs/a": "done", "pairs/b": "done", "pairs/c": "done"}
+    workers = set()
     for name, fps in (("kaist/set00/V000", 20), ("kaist/set00/V001", 20), ("pairs/a", 30), ("pairs/b", 30),
                       ("pairs/c", 20)):
         check_video(out / f"{name}.mp4", FRAMES, fps)
         record = json.loads((out / f"{name}.json").read_text())
         assert record["stats"]["written"] == FRAMES and record["stats"]["read"] == {"ir": FRAMES, "vis": FRAMES}
         assert rows[name]["fused"] == str(FRAMES)
+        assert record["worker"]["model_loads"] == 1  # one model load per worker process, not per sequence
+        workers.add(record["worker"]["pid"])
+    assert 1 <= len(workers) <= 2
     with av.open(str(out / "kaist/set00/V001.mp4")) as c:  # its calibration.yaml was used
         assert (c.streams.video[0].width, c.streams.video[0].height) == (96, 72)
     with av.open(str(out / "kaist/set00/V000.mp4")) as c:
@@ -276,6 +280,7 @@ def test_ray_batch_on_a_local_cluster(tmp_path):
     for name in ("kaist/set00/V000", "pairs/a", "pairs/b", "pairs/c"):
         assert rows[name]["status"] == "done"
         check_video(out / f"{name}.mp4", FRAMES, 30)
+        assert json.loads((out / f"{name}.json").read_text())["worker"]["model_loads"] == 1
 
 
 def test_batch_of_shared_m3svd_and_llvip_frames(tmp_path):
