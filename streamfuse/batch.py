@@ -102,9 +102,11 @@ def _video_frames(path: Path) -> int | None:
 def _count_and_check(seq: Sequence) -> Sequence:
     """Fill ``frames``; frame folders must hold the same frame names (pairing is by index)."""
     counts = []
-    for side in ("ir", "vis"):
-        path = Path(getattr(seq, side))
-        counts.append(len(_images_in(path)) if path.is_dir() else _video_frames(path))
+    for uri in (seq.ir, seq.vis):
+        if seq.problem or "://" in uri:  # not counted: missing, or a stream (the manifest may name rtsp://)
+            counts.append(None)
+        else:
+            counts.append(len(_images_in(Path(uri))) if Path(uri).is_dir() else _video_frames(Path(uri)))
     if all(Path(p).is_dir() for p in (seq.ir, seq.vis)) and seq.problem is None:
         ir_stems = {p.stem for p in _images_in(Path(seq.ir))}
         vis_stems = {p.stem for p in _images_in(Path(seq.vis))}
