@@ -1,30 +1,30 @@
 """PyrFuse: the project's real-time fusion model (learned weight map + Laplacian-pyramid blending).
 
-Design (chosen by measurement, see docs/results.md and docs/benchmarks.md): what leads the
-public benchmarks is weight maps plus multi-scale blending (GFF, Li et al. 2013; Liu et al.,
-Information Fusion 2017), and at 640x512 a CPU core has ~20 ms for the model, which rules out
-full-resolution convolutional networks. So the full-resolution work is a fixed, cheap Laplacian
-pyramid, and the learning happens where pixels are few:
+Why this shape: what leads the public benchmarks is weight maps plus multi-scale blending (GFF, Li
+et al. 2013; the CNN weight map + pyramids of Liu et al., Information Fusion 2017), and at 640x512
+a CPU core has ~20 ms for the model, which rules out full-resolution convolutional networks. So the
+full-resolution work is a fixed, cheap Laplacian pyramid, and the learning happens where pixels are
+few:
 
 - IR and visible are two channels of one tensor; a depthwise, separable binomial filter
-  [1 4 6 4 1]/16 (reflect padding, stride 2) builds both Gaussian pyramids at once, and
-  bilinear up-sampling (``Resize``) expands them, so every full-resolution step is a handful of
-  memory-bound passes. detail_k = g_k - up(g_{k+1}), so collapsing the pyramid of one source
-  returns it exactly.
-- A small CNN (dilated 3x3 convolutions, ``width`` channels) looks at both sources at 1/8 of the
-  frame (the pyramid's level 3, plus their local contrast) and predicts, per position, the weight
-  of the IR in the low-pass base and a gate per detail level. The maps are up-sampled to each
-  level (bilinear), so they are smooth: no seams, no blocking.
-- Details: per coefficient, the source with the larger magnitude wins (the choose-max rule of Burt
-  & Kolczynski), softened by the learned gate, which can prefer one source where the other's
-  "detail" is sensor noise (a dark visible frame at night).
-- Base: w * base_ir + (1 - w) * base_vis with the learned w. A hot target that is dark in the
-  visible image keeps its contrast (the IR wins the base there) and its sign (bright on dark).
+  [1 4 6 4 1]/16 (edge padding, stride 2) builds both Gaussian pyramids at once, and the
+  matching interpolation (zero insertion + the same kernel, computed in polyphase form at the low
+  resolution) expands them, so every full-resolution step is a handful of memory-bound passes.
+  detail_k = g_k - expand(g_{k+1}), so collapsing the pyramid of one source returns it exactly.
+- A small CNN (dilated 3x3 convolutions, ``width`` channels, ~7.6K parameters) sees both sources
+  at 1/8 of the frame and their local contrast there, and predicts the IR's weight in the
+  low-pass base (at 1/16): w * base_ir + (1 - w) * base_vis. A hot target that is dark in the
+  visible image keeps its contrast and its sign (bright on dark); a lit visible area stays lit.
+  The map is smooth at full resolution (the pyramid expands it), so there are no seams or blocks.
+- Details: per coefficient and level, the source with the larger magnitude wins (the choose-max
+  rule of Burt & Kolczynski; a steep sigmoid, so near-ties blend instead of flipping), so edges and
+  texture of either camera are kept at full strength.
 
-Any frame size (inputs are reflect-padded to a multiple of 2**levels by the Fuser), visible colour
-or gray (the model sees the luma; the visible chroma is put back by the stage). An IR frame at a
-lower resolution than the visible frame is brought onto the visible grid by the registration step
-(bilinear) before the model, so the model itself always takes same-size inputs (ir_scale 1).
+Any frame size (inputs are padded to a multiple of 2**levels by the Fuser), visible colour or gray
+(the model sees the luma; the stage puts the visible chroma back). An IR frame at a lower
+resolution than the visible frame is brought onto the visible grid by the registration step
+(bilinear, with the homography when there is one) before the model, so the model itself always
+takes same-size inputs (ir_scale 1).
 """
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 LEVELS = 4  # pyramid depth: the base is at 1/16 of the frame, the weight network sees 1/8
+# Choose-max as a steep sigmoid of |d_ir| - |d_vis| (a ramp 1/1000 wide) instead of a comparison: at
+# near-ties a hard choice flips with float rounding, so backends and FP16 would disagree by 2|d|.
+SELECT_SHARPNESS = 1000.0
 
 
 class PyrFuse(nn.Module):
@@ -59,9 +62,10 @@ class PyrFuse(nn.Module):
         )
 
     def reduce(self, x: torch.Tensor) -> torch.Tensor:
-        """Blur with the binomial kernel (reflect borders) and keep every second row and column."""
-        x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="reflect"), self.kx, stride=(1, 2), groups=2)
-        return F.conv2d(F.pad(x, (0, 0, 2, 2), mode="reflect"), self.ky, stride=(2, 1), groups=2)
+        """Blur with the binomial kernel and keep every second row and column. Edge padding (not
+        reflect) works down to one-pixel levels, so any frame size runs."""
+        x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), self.kx, stride=(1, 2), groups=2)
+        return F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), self.ky, stride=(2, 1), groups=2)
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:
         """Double the size (binomial interpolation); edge-padded by one low-resolution sample."""
@@ -81,7 +85,7 @@ class PyrFuse(nn.Module):
         fused = base[:, 1:] + w * (base[:, :1] - base[:, 1:])
         for d in reversed(details):
             d_ir, d_vis = d[:, :1], d[:, 1:]
-            pick_ir = (d_ir.abs() >= d_vis.abs()).to(d.dtype)  # choose-max; arithmetic, not Where (slow on ORT)
+            pick_ir = torch.sigmoid(SELECT_SHARPNESS * (d_ir.abs() - d_vis.abs()))
             fused = self.expand(fused) + d_vis + pick_ir * (d_ir - d_vis)
         return fused.clamp(0.0, 1.0)
 
