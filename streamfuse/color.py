@@ -21,11 +21,13 @@ log = logging.getLogger("streamfuse")
 
 DEFAULT_AGC = (1.0, 99.0)  # percentiles of a 16-bit IR frame mapped to 0 and 1
 
-# OpenCV's BGR <-> YCrCb for 8-bit images (BT.601, full range, chroma offset 128): cv2.cvtColor applies
-# them on the CPU, the GPU stage (streamfuse.stage) with torch ops.
-Y_FROM_RGB = (0.299, 0.587, 0.114)
-CR_FROM_R_MINUS_Y, CB_FROM_B_MINUS_Y = 0.713, 0.564
-R_FROM_CR, G_FROM_CR, G_FROM_CB, B_FROM_CB = 1.403, -0.714, -0.344, 1.773
+# OpenCV's BGR <-> YCrCb for 8-bit images (BT.601, full range, chroma offset 128) in the 14-bit fixed
+# point cv2.cvtColor computes them with: cv2 applies them on the CPU, the GPU stage (streamfuse.stage)
+# the same integers with torch ops, so both give the same pixels.
+YCRCB_SHIFT = 14
+Y_FROM_BGR = (1868, 9617, 4899)  # 0.114, 0.587, 0.299
+CR_FROM_R_MINUS_Y, CB_FROM_B_MINUS_Y = 11682, 9241  # 0.713, 0.564
+R_FROM_CR, G_FROM_CR, G_FROM_CB, B_FROM_CB = 22987, -11698, -5636, 29049  # 1.403, -0.714, -0.344, 1.773
 
 
 def split_luma(vis: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -26,7 +26,8 @@ import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.color import (B_FROM_CB, CB_FROM_B_MINUS_Y, CR_FROM_R_MINUS_Y, DEFAULT_AGC, G_FROM_CB, G_FROM_CR,
-                              R_FROM_CR, Y_FROM_RGB, auto_gain, merge_luma, normalize_ir, split_luma, to_gray)
+                              R_FROM_CR, Y_FROM_BGR, YCRCB_SHIFT, auto_gain, merge_luma, normalize_ir, split_luma,
+                              to_gray)
 from streamfuse.geometry import Registration
 
 log = logging.getLogger("streamfuse")
@@ -136,6 +137,7 @@ class GpuStage(Stage):
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise StreamfuseError("GPU stage asked for on 'cuda', but torch sees no CUDA device")
         self.grid = None
+        self._area: dict = {}
 
     def _prepare(self, ir_hw, vis_hw) -> None:
         super()._prepare(ir_hw, vis_hw)
@@ -168,25 +170,36 @@ class GpuStage(Stage):
             return (fused * 255.0 + 0.5).floor().to(torch.uint8), ir, y[0, 0].to(torch.uint8)  # as color.to_uint8
         bgr = self._vis_to_output(vis_raw.float().permute(2, 0, 1)[None])[0]
         b, g, r = bgr
-        kr, kg, kb = Y_FROM_RGB
-        y = (kr * r + kg * g + kb * b).round()
-        cr = ((r - y) * CR_FROM_R_MINUS_Y + 128).round().clamp(0, 255)
-        cb = ((b - y) * CB_FROM_B_MINUS_Y + 128).round().clamp(0, 255)
+        y = _fixed(Y_FROM_BGR[0] * b + Y_FROM_BGR[1] * g + Y_FROM_BGR[2] * r)
+        cr = (_fixed((r - y) * CR_FROM_R_MINUS_Y) + 128).clamp(0, 255)
+        cb = (_fixed((b - y) * CB_FROM_B_MINUS_Y) + 128).clamp(0, 255)
         fused = self.fuser.fuse_tensor(ir, (y / 255.0)[None, None])[0, 0]
         fy = (fused * 255.0 + 0.5).floor()  # as color.to_uint8
-        out = torch.stack([fy + B_FROM_CB * (cb - 128),
-                           fy + G_FROM_CR * (cr - 128) + G_FROM_CB * (cb - 128),
-                           fy + R_FROM_CR * (cr - 128)], dim=-1)
-        return out.round().clamp(0, 255).to(torch.uint8), ir, bgr.permute(1, 2, 0).to(torch.uint8)
+        out = torch.stack([fy + _fixed(B_FROM_CB * (cb - 128)),
+                           fy + _fixed(G_FROM_CR * (cr - 128) + G_FROM_CB * (cb - 128)),
+                           fy + _fixed(R_FROM_CR * (cr - 128))], dim=-1)
+        return out.clamp(0, 255).to(torch.uint8), ir, bgr.permute(1, 2, 0).to(torch.uint8)
 
     def _resize(self, x, out_wh):
-        """N x C x H x W float -> out size: area averaging when shrinking, bilinear (cv2's pixel centres) otherwise."""
+        """N x C x H x W float -> out size as cv2.resize does it: pixel-area weights when shrinking
+        (INTER_AREA, also for non-integer ratios), bilinear with pixel centres otherwise (INTER_LINEAR)."""
         w, h = out_wh
         if (x.shape[-1], x.shape[-2]) == (w, h):
             return x
         if w < x.shape[-1]:
-            return self.F.interpolate(x, size=(h, w), mode="area")
+            return self._area_matrix(x.shape[-2], h) @ x @ self._area_matrix(x.shape[-1], w).T
         return self.F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+
+    def _area_matrix(self, n_in: int, n_out: int):
+        """n_out x n_in weights: output pixel i averages the input over [i, i + 1) * n_in / n_out (cached)."""
+        key = (n_in, n_out)
+        if key not in self._area:
+            edges = np.arange(n_out + 1) * (n_in / n_out)
+            lo, hi = edges[:-1, None], edges[1:, None]
+            j = np.arange(n_in)[None]
+            overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0, None) / (n_in / n_out)
+            self._area[key] = self.torch.from_numpy(overlap.astype(np.float32)).to(self.device)
+        return self._area[key]
 
     def _warp_ir(self, ir):
         """1 x 1 x h x w float (raw IR values) -> IR on the model's IR grid (0 outside the IR view)."""
@@ -195,13 +208,17 @@ class GpuStage(Stage):
             return ir
         if reg.ir_mode == "resize":
             return self._resize(ir, reg.ir_out_wh)
+        if reg.shrink_wh is not None:  # as Registration.warp_ir: area-average first when the IR gets much smaller
+            ir = self._resize(ir, reg.shrink_wh)
         return self.F.grid_sample(ir, self.grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def _normalize_ir(self, ir, dtype):
+        if dtype in (np.uint8, np.uint16):
+            ir = (ir + 0.5).floor()  # cv2 warps keep the integer type: round (halves up) like they do
         if dtype == np.uint8:
-            return ir.round() / 255.0  # cv2 warps keep uint8: round like they do
+            return ir / 255.0
         if dtype == np.uint16:
-            return auto_gain(ir.round(), self.agc)
+            return auto_gain(ir, self.agc)
         return ir.clamp(0.0, 1.0)
 
     def _vis_to_output(self, vis):
@@ -210,7 +227,12 @@ class GpuStage(Stage):
         if reg.crop is not None:
             x, y, w, h = reg.crop
             vis = vis[..., y:y + h, x:x + w]
-        return self._resize(vis, reg.out_wh).round().clamp(0, 255)
+        return (self._resize(vis, reg.out_wh) + 0.5).floor().clamp(0, 255)  # cv2 rounds halves up
+
+
+def _fixed(x):
+    """cv2's fixed-point step: (x + half) >> YCRCB_SHIFT, exact in float32 for these 8-bit sums."""
+    return ((x + (1 << (YCRCB_SHIFT - 1))) / (1 << YCRCB_SHIFT)).floor()
 
 
 def make_stage(fuser, registration: Registration | None = None, agc: tuple[float, float] = DEFAULT_AGC,
