@@ -80,7 +80,7 @@ def gpucheck(out: str | Path = DEFAULT_OUT, frames: int = 30, models: tuple[str,
     doc = run_bench(models=models, backends=GPU_BACKENDS, sizes=((640, 512),), frames=frames, out=out / "bench")
     lines = [f"# GPU check: {gpu}", "", f"{platform.platform()}, Python {platform.python_version()}", "",
              f"pytest -m gpu: {tests['passed']} passed, {tests['failures']} failed, {tests['errors']} errors, "
-             f"{tests['skipped']} skipped (pytest.log, pytest.xml)", "",
+             f"{tests['skipped']} skipped (pytest.log, pytest.xml)",
              *[f"- skipped {reason}" for reason in tests["skip_reasons"]], "",
              "| model | backend | model fps | pipeline fps | serial fps | status |", "|---|---|---|---|---|---|"]
     for r in doc["rows"]:

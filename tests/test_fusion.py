@@ -1,12 +1,16 @@
-"""Fusion of real pairs end to end: sizes, colour, and that both sources survive."""
+"""Fusion of real pairs end to end through the stage: sizes, colour, and that both sources survive."""
 import cv2
 import numpy as np
 import pytest
 
 from streamfuse.backends import load_fuser
 from streamfuse.color import to_gray
-from streamfuse.fusion import fuse_images
 from streamfuse.io.images import pair_folders, read_image
+from streamfuse.stage import CpuStage
+
+
+def fuse_images(fuser, ir, vis):
+    return CpuStage(fuser).process(ir, vis).fused
 
 
 def corr(a, b):
