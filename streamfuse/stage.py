@@ -81,11 +81,12 @@ class Stage(ABC):
         reg = self.registration
         out_w, out_h = reg.output_wh((vis_hw[1], vis_hw[0]))
         reg.prepare(ir_hw, vis_hw, ir_out_hw=self.fuser.ir_shape((out_h, out_w)))
-        if reg.ir_mode == "resize" and reg.source == Registration.identity().source:
+        calibrated = reg.source != Registration.identity().source
+        if reg.ir_mode == "resize" and not calibrated:
             log.warning("IR %dx%d resized to %dx%d for %s next to visible %dx%d (no calibration file)",
                         ir_hw[1], ir_hw[0], *reg.ir_out_wh, self.fuser.spec.name, vis_hw[1], vis_hw[0])
-        log.info("%s stage: IR %dx%d -> %s, visible %dx%d -> output %dx%d", self.kind, ir_hw[1], ir_hw[0],
-                 reg.ir_mode, vis_hw[1], vis_hw[0], out_w, out_h)
+        log.log(logging.INFO if calibrated else logging.DEBUG, "%s stage: IR %dx%d -> %s, visible %dx%d -> output %dx%d",
+                self.kind, ir_hw[1], ir_hw[0], reg.ir_mode, vis_hw[1], vis_hw[0], out_w, out_h)
 
 
 class CpuStage(Stage):
