@@ -61,10 +61,11 @@ class Fusion:
         return f"Fusion({self.fuser!r}, stage={self.stage.kind})"
 
 
-def run(ir: str, vis: str, output: str, config: str | Path | None = None, **options: Any) -> Stats:
+def run(ir: str, vis: str, output: str | list[str], config: str | Path | None = None, **options: Any) -> Stats:
     """Run the video pipeline (``run.py run``) and return its statistics (frames read, paired, fused,
     written, fps, per-stage latency). ``ir``/``vis``: sources (video file, image folder, rtsp://,
-    /dev/videoN); ``output``: sink (out.mp4, images://dir, display://, rtsp://, null://);
+    /dev/videoN); ``output``: sink, or a list of sinks fed the same frames (out.mp4, images://dir,
+    display://, rtsp://, http://host:port for the browser view, null://);
     ``config``: a YAML file of options; ``options``: any key of ``streamfuse.config.RunConfig``
     (``model``, ``backend``, ``calib``, ``max_frames``, ``mosaic``, ...), which win over the file.
     Unknown keys raise StreamfuseError."""
