@@ -50,3 +50,14 @@ def test_bench_writes_to_out_bench_unless_asked(tmp_path, monkeypatch, capsys):
     assert doc["rows"][0]["status"] == "ok" and (tmp_path / "out" / "bench" / "benchmarks.md").is_file()
     assert [p.read_bytes() if p.exists() else None for p in published] == before
     assert "wrote out/bench/benchmarks.md" in capsys.readouterr().out
+
+
+def test_the_batch_section_survives_a_new_bench_table(tmp_path):
+    from streamfuse.bench import BATCH_HEADING, kept_section
+
+    md = tmp_path / "benchmarks.md"
+    assert kept_section(md, BATCH_HEADING) == ""
+    md.write_text("# Benchmarks\n\nold table\n\n## Batch\n\nbatch figures\n\n## Expected GPU speed\n\nestimate\n")
+    assert kept_section(md, BATCH_HEADING) == "\n## Batch\n\nbatch figures\n"
+    md.write_text("# Benchmarks\n\n## Batch\n\nlast section\n")
+    assert kept_section(md, BATCH_HEADING) == "\n## Batch\n\nlast section\n"
