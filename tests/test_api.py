@@ -38,11 +38,11 @@ def test_import_streamfuse_loads_no_runtime():
 
 
 def test_fusion_is_the_pipeline_stage():
-    from streamfuse.io.images import read_pair
     from streamfuse.stage import CpuStage
+    from tests.helpers.clips import kaist_images
 
     fusion = streamfuse.Fusion(model="average", backend="onnxruntime")
-    ir, vis = read_pair(SAMPLE_DIR / "images/ir/set08_V000_I02159.png", SAMPLE_DIR / "images/vis/set08_V000_I02159.png")
+    ir, vis = kaist_images()
     assert isinstance(fusion.stage, CpuStage)
     np.testing.assert_array_equal(fusion(ir, vis), CpuStage(fusion.fuser).process(ir, vis).fused)
     assert fusion(ir, vis[..., 0].copy()).shape == (512, 640)  # gray visible -> gray output

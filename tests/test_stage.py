@@ -4,28 +4,24 @@ homography registration, 8- and 16-bit IR, colour and gray visible frames."""
 import numpy as np
 import pytest
 
-from streamfuse import SAMPLE_DIR, StreamfuseError
+from streamfuse import StreamfuseError
 from streamfuse.geometry import Registration
-from streamfuse.io.images import read_pair
-from streamfuse.io.sources import open_source
 from streamfuse.models import get_model
 from streamfuse.stage import CpuStage, GpuStage, make_stage
+from tests.helpers.clips import kaist_images, m3svd_frames
 
 torch = pytest.importorskip("torch")
 
 from streamfuse.backends.pytorch import TorchFuser  # noqa: E402
 
-STILL = "set08_V000_I02159.png"  # KAIST, 640x512
-
-
 def still_pair():
-    return read_pair(SAMPLE_DIR / "images" / "ir" / STILL, SAMPLE_DIR / "images" / "vis" / STILL)
+    """The bundled KAIST still (640x512, colour visible)."""
+    return kaist_images()
 
 
 def video_pairs(n: int):
     """The first ``n`` frames of the bundled M3SVD clips (640x480, IR gray, visible colour)."""
-    with open_source(str(SAMPLE_DIR / "ir.mp4"), kind="ir") as ir, open_source(str(SAMPLE_DIR / "vis.mp4"), kind="vis") as vis:
-        return [(ir.read().image, vis.read().image) for _ in range(n)]
+    return list(zip(*m3svd_frames(n, size=(640, 480))))
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@ a device backend (torch) and a host-only one (ONNX Runtime, one round trip), wit
 import numpy as np
 import pytest
 
-from streamfuse import SAMPLE_DIR, StreamfuseError
+from streamfuse import StreamfuseError
 from streamfuse.backends import load_fuser
 from streamfuse.backends.base import pad_bottom_right
 from streamfuse.color import normalize_ir, split_luma
-from streamfuse.io.images import read_pair
+from tests.helpers.clips import kaist_images
 
 torch = pytest.importorskip("torch")
 
@@ -16,7 +16,7 @@ def sample_luma(h: int, w: int, ir_scale: int = 1):
     """The bundled still pair, cropped to h x w (odd sizes exercise the padding), as model inputs."""
     import cv2
 
-    ir, vis = read_pair(SAMPLE_DIR / "images/ir/set08_V000_I02159.png", SAMPLE_DIR / "images/vis/set08_V000_I02159.png")
+    ir, vis = kaist_images()
     ir = normalize_ir(ir[:h, :w])
     if ir_scale > 1:
         ir = cv2.resize(ir, (-(-w // ir_scale), -(-h // ir_scale)), interpolation=cv2.INTER_AREA)
