@@ -77,6 +77,7 @@ register_model(ModelSpec(
     builder="streamfuse.models.classical:build_gff",
     summary="classical reference: two-scale decomposition, saliency weight maps refined by guided filters",
     trained=False,
+    fp16=False,  # the detail guided filter's eps = 1e-6 is far below FP16's resolution of a local variance
 ))
 
 register_model(ModelSpec(

@@ -160,7 +160,7 @@ class HybridMSDFusion(nn.Module):
       radius 3 sigma_s on a grid of spacing ``max(1, sigma_s / 2)`` px: 113 taps per pixel at every
       level (dense at level 1, dilated by 2, 4, 8 at levels 2-4, where its input is already smooth
       at that spacing). The authors use an approximate fast bilateral filter instead.
-    - borders: taps outside the image get zero weight (the bilateral pads with a value outside
+    - borders: taps outside the image get zero weight (the bilateral pads with a value far below
       [0, 1] whose range weight underflows to 0); Gaussian windows are cut at the border and
       renormalised (see the module docstring); the authors pad 'symmetric'.
     - max(R_j) gets a floor of 1e-6 so identical sources (R_j = 0) give C_j = 0 instead of 0/0.
@@ -173,7 +173,9 @@ class HybridMSDFusion(nn.Module):
     DETAIL_WEIGHT_SIGMA = 1.0
     BASE_WEIGHT_SIGMA = 64.0
     BILATERAL_RADIUS_TAPS = 6  # taps each side: 3 sigma_s at a spacing of sigma_s / 2
-    OUTSIDE = 4.0  # bilateral padding: exp(-(4 - 1)^2 / (2 * 0.05^2)) == 0 in float32
+    # bilateral padding, in the filter's scaled units (range weight exp(-d^2)): at least 20 from any
+    # pixel, so its weight exp(-400) is 0 even in float16, while d^2 <= (20 + 113)^2 stays in FP16 range
+    OUTSIDE = -20.0
     R_FLOOR = 1e-6
 
     def __init__(self):
@@ -200,7 +202,7 @@ class HybridMSDFusion(nn.Module):
         scale = 1.0 / (math.sqrt(2.0) * sigma_r)  # in these units the range weight is exp(-d^2)
         xs = x * scale
         reach = spatial[-1][0]
-        padded = F.pad(xs, (reach, reach, 0, 0) if dim == 3 else (0, 0, reach, reach), value=self.OUTSIDE * scale)
+        padded = F.pad(xs, (reach, reach, 0, 0) if dim == 3 else (0, 0, reach, reach), value=self.OUTSIDE)
         num = den = None
         for offset, g in spatial:  # xs shifted by offset along dim; static slice bounds
             lo, hi = reach + offset, (reach + offset - 2 * reach) or None

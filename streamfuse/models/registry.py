@@ -40,6 +40,8 @@ class ModelSpec:
     extra: dict = field(default_factory=dict)
     # True for a structure timed by `bench` only (random weights): never evaluated or listed as a model
     speed_only: bool = False
+    # False when the graph needs float32 (FP16 cannot hold what it computes); FP16 checks skip it
+    fp16: bool = True
 
     @property
     def default_variant(self) -> str:
