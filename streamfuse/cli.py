@@ -113,13 +113,16 @@ def cmd_models(args) -> int:
     from streamfuse.models import list_models
 
     print(f"{'model':14s} {'variants':18s} {'IR scale':12s} {'weights':10s} paper")
-    for spec in list_models():
-        if not spec.trained:
+    for spec in list_models(speed_only=None):
+        if spec.speed_only:
+            weights = "random"
+        elif not spec.trained:
             weights = "baseline"
         else:
             weights = "shipped" if spec.weights_path().exists() else "missing"
         ir_scales = "|".join(f"1/{spec.ir_scale_for(v)}" for v in spec.variants)
-        print(f"{spec.name:14s} {'|'.join(spec.variants):18s} {ir_scales:12s} {weights:10s} {spec.paper}")
+        note = " [speed reference, random weights: bench only]" if spec.speed_only else ""
+        print(f"{spec.name:14s} {'|'.join(spec.variants):18s} {ir_scales:12s} {weights:10s} {spec.paper}{note}")
     print(f"backends available here: {', '.join(available_backends())}")
     return 0
 
