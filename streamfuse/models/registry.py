@@ -19,6 +19,9 @@ from pathlib import Path
 
 from streamfuse import REPO_DIR, StreamfuseError
 
+# The model used when none is named: the real-time CPU default (docs/benchmarks.md, docs/results.md).
+DEFAULT_MODEL = "pyrfuse"
+
 
 def engines_dir() -> Path:
     """Where shipped weights and built engines live (override with STREAMFUSE_ENGINES)."""
