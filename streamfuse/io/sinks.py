@@ -63,18 +63,19 @@ def check_writable(uri: str, options: dict | None = None) -> None:
     """Fail early, naming the path, when an output cannot be written (run this before any decoding).
     ``options``: the output's options besides those in the URI (a browser view's token)."""
     parsed = parse_sink(uri)
+    shown = redact_uri(uri)
     if parsed.kind == "video":
         path = Path(parsed.target)
         if path.is_dir():
-            raise StreamfuseError(f"{uri}: is a folder, expected a video file path")
-        _probe_folder(path.parent if str(path.parent) else Path("."), uri)
+            raise StreamfuseError(f"{shown}: is a folder, expected a video file path")
+        _probe_folder(path.parent if str(path.parent) else Path("."), shown)
     elif parsed.kind == "images":
         folder = Path(parsed.target)
         if folder.exists() and not folder.is_dir():
-            raise StreamfuseError(f"{uri}: exists and is not a folder")
-        _probe_folder(folder, uri)
+            raise StreamfuseError(f"{shown}: exists and is not a folder")
+        _probe_folder(folder, shown)
     elif parsed.kind == "display":
-        display_unavailable_reason(uri, raise_error=True)
+        display_unavailable_reason(shown, raise_error=True)
     elif parsed.kind == "rtsp":
         _probe_server(uri)
     elif parsed.kind == "http":
@@ -85,7 +86,7 @@ def check_writable(uri: str, options: dict | None = None) -> None:
 
 def _probe_server(uri: str, timeout: float = 5.0) -> None:
     """An RTSP server to publish to must at least accept a connection."""
-    url = urlsplit(uri)
+    url, uri = urlsplit(uri), redact_uri(uri)
     try:
         port = url.port or 554
     except ValueError:
@@ -136,7 +137,7 @@ class Sink(ABC):
     OPTIONS: set[str] = set()
 
     def __init__(self, uri: str):
-        self.uri = uri
+        self.uri = redact_uri(uri)  # the name shown in messages and statistics; never a password
         self.frames_written = 0
         self._closed = False
         self.stats_source = None  # the pipeline sets a callable -> the run's live statistics (a dict)

@@ -45,7 +45,7 @@ from av.video.reformatter import ColorRange, VideoReformatter
 from streamfuse import StreamfuseError
 from streamfuse.io.frame import EndOfStream, Frame, SourceError
 from streamfuse.io.images import read_image
-from streamfuse.io.uri import check_options, expand_images, parse_source, positive_number
+from streamfuse.io.uri import check_options, expand_images, parse_source, positive_number, redact_uri
 
 KINDS = ("ir", "vis")
 NS = 1_000_000_000
@@ -63,7 +63,7 @@ def open_source(uri: str, **options) -> "Source":
     options = {**parsed.params, **options}
     cls = {"file": VideoFileSource, "images": ImageSequenceSource,
            "rtsp": RtspSource, "v4l2": V4L2Source}[parsed.kind]
-    check_options(str(uri), options, cls.OPTIONS)
+    check_options(redact_uri(uri), options, cls.OPTIONS)
     return cls(parsed.target, uri=str(uri), **options)
 
 
@@ -72,7 +72,7 @@ def probe(uri: str, max_frames: int = 30, seconds: float = 10.0, **options) -> d
     started = time.monotonic()
     with open_source(uri, **options) as src:
         opened_s = time.monotonic() - started
-        info = {"uri": uri, "type": type(src).__name__, "live": src.is_live, "size": src.size,
+        info = {"uri": src.uri, "type": type(src).__name__, "live": src.is_live, "size": src.size,
                 "fps": src.fps, "frame_count": src.frame_count, "open_s": round(opened_s, 3)}
         pts, shape, dtype, ended = [], None, None, False
         deadline = time.monotonic() + seconds
@@ -93,6 +93,14 @@ def probe(uri: str, max_frames: int = 30, seconds: float = 10.0, **options) -> d
     return info
 
 
+def video_frame_count(path) -> int:
+    """Frames in a video file: the container's count, else its packets counted without decoding
+    (MKV and fragmented MP4, such as the crash-safe files the video sinks write, keep no count)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+
+
 class Source(ABC):
     """What every source shares; subclasses implement ``read``."""
 
@@ -100,6 +108,7 @@ class Source(ABC):
     is_live = False
 
     def __init__(self, uri: str, kind: str):
+        uri = redact_uri(uri)  # the name shown in every message, statistic and frame; never a password
         if kind not in KINDS:
             raise StreamfuseError(f"{uri}: kind must be one of {', '.join(KINDS)}, got '{kind}'")
         self.uri = uri
