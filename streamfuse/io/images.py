@@ -23,7 +23,7 @@ def read_image(path, what: str = "image") -> np.ndarray:
         raise StreamfuseError(f"{path}: {what} file not found")
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
-        raise StreamfuseError(f"{path}: cannot decode as an {what} (expected a PNG/JPEG/BMP/TIFF image)")
+        raise StreamfuseError(f"{path}: cannot decode as {'an' if what[0] in 'aeiouAEIOU' else 'a'} {what} (expected a PNG/JPEG/BMP/TIFF image)")
     if img.ndim == 3 and img.shape[2] == 4:
         img = img[..., :3]
     return img

@@ -29,6 +29,7 @@ Timestamps (Frame.pts_ns):
 """
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 import stat
@@ -46,6 +47,8 @@ from streamfuse import StreamfuseError
 from streamfuse.io.frame import EndOfStream, Frame, SourceError
 from streamfuse.io.images import read_image
 from streamfuse.io.uri import check_options, expand_images, parse_source, positive_number, redact_uri
+
+log = logging.getLogger("streamfuse")
 
 KINDS = ("ir", "vis")
 NS = 1_000_000_000
@@ -326,20 +329,32 @@ class VideoFileSource(Source):
 
 class ImageSequenceSource(Source):
     """A folder of frames (KAIST set00/V000/lwir, M3SVD ir/, ...) or a glob, played at ``fps``;
-    ``loop``: start again at the end."""
+    ``loop``: start again at the end.
 
-    OPTIONS = {"kind", "fps", "loop"}
+    A file that does not decode, or whose size differs from the sequence's first frame, is skipped
+    (not resized: a frame of another size is most likely from another camera), named in one warning
+    and counted in ``corrupt_packets``; the frames after it keep their place in time (pts = file
+    position / fps), so pairing is unchanged. ``max_bad_frames`` (default 30) files in a row that
+    cannot be used end the stream with a SourceError.
+    """
+
+    OPTIONS = {"kind", "fps", "loop", "max_bad_frames"}
 
     def __init__(self, target: str, uri: str | None = None, kind: str = "vis", fps: float = 30.0,
-                 loop: bool = False):
+                 loop: bool = False, max_bad_frames: int = 30):
         super().__init__(uri or str(target), kind)
         self.fps = positive_number(self.uri, "fps", fps)
         self.loop = _flag(self.uri, "loop", loop)
+        self.max_bad_frames = int(positive_number(self.uri, "max_bad_frames", max_bad_frames))
         self.files = expand_images(target)
         self.frame_count = None if loop else len(self.files)
-        first = self._load(self.files[0])
-        self.size = (first.shape[1], first.shape[0])
-        self._next = first
+        self._position = 0  # files consumed, over all passes: the time line
+        self._warned: set[Path] = set()  # a bad file is named once, not on every pass of a loop
+        try:
+            self._next = self._next_good()
+        except EndOfStream:
+            raise SourceError(f"{self.uri}: none of the {len(self.files)} image files could be read") from None
+        self.size = (self._next.image.shape[1], self._next.image.shape[0])
 
     def _load(self, path: Path) -> np.ndarray:
         img = read_image(path, what="frame")
@@ -349,17 +364,39 @@ class ImageSequenceSource(Source):
             img = (img >> 8).astype(np.uint8)
         return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img
 
+    def _next_good(self) -> Frame:
+        """The next usable file as a frame; bad files on the way are skipped and counted."""
+        bad = 0
+        while True:
+            if self._position >= len(self.files) and not self.loop:
+                raise EndOfStream(self.uri)
+            path = self.files[self._position % len(self.files)]
+            pts_ns = round(self._position * NS / self.fps)
+            self._position += 1
+            try:
+                img = self._load(path)
+                problem = None
+                if self.size is not None and (img.shape[1], img.shape[0]) != self.size:
+                    problem = (f"frame is {img.shape[1]}x{img.shape[0]}, the sequence is "
+                               f"{self.size[0]}x{self.size[1]}")
+            except StreamfuseError as e:
+                problem = str(e).split(": ", 1)[-1]
+            if problem is None:
+                return self._emit(img, pts_ns)
+            bad += 1
+            self.corrupt_packets += 1
+            if bad >= self.max_bad_frames:
+                raise SourceError(f"{self.uri}: {bad} frames in a row could not be used "
+                                  f"(last: {path.name}: {problem}; max_bad_frames {self.max_bad_frames})")
+            if path not in self._warned:
+                self._warned.add(path)
+                log.warning("%s: skipped frame %s (%s)", self.uri, path.name, problem)
+
     def read(self, timeout: float | None = None) -> Frame:
         self._check_open()
-        if self._seq >= len(self.files) and not self.loop:
-            raise EndOfStream(self.uri)
-        index = self._seq % len(self.files)
-        img = self._next if self._next is not None else self._load(self.files[index])
+        frame = self._next if self._next is not None else self._next_good()
         self._next = None
-        if (img.shape[1], img.shape[0]) != self.size:
-            raise SourceError(f"{self.files[index]}: frame is {img.shape[1]}x{img.shape[0]}, "
-                              f"the sequence is {self.size[0]}x{self.size[1]}")
-        return self._emit(img, round(self._seq * NS / self.fps))
+        return frame
 
 
 class RtspSource(Source):
