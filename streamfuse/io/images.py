@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import cv2
@@ -30,14 +30,16 @@ def read_image(path, what: str = "image") -> np.ndarray:
 
 
 def write_image(path, img: np.ndarray) -> Path:
-    """Write atomically (temp file + rename), so an interrupted run leaves no half-written file."""
+    """Write atomically (temp file + rename), so an interrupted run leaves no half-written file.
+    The file gets the usual permissions (0666 less the umask, e.g. 0644), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = path.suffix.lower() or ".png"
     ok, buf = cv2.imencode(ext, img)
     if not ok:
         raise StreamfuseError(f"{path}: cannot encode an image with extension '{ext}'")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=ext)
+    tmp = path.parent / f".tmp-{secrets.token_hex(8)}{ext}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(buf.tobytes())
