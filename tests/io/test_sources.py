@@ -157,7 +157,7 @@ def test_image_sequence_skips_bad_frames_and_counts_them(tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 3
     assert "skipped frame 002.png (cannot decode" in warnings[0] and "skipped frame 004.jpg" in warnings[1]
-    assert "skipped frame 006.png (frame is 80x60, the sequence is 160x120)" in warnings[2]
+    assert "skipped frame 006.png (frame is 80x60, the stream is 160x120)" in warnings[2]
 
 
 def test_image_sequence_with_nothing_decodable_is_one_error(tmp_path):
@@ -166,7 +166,7 @@ def test_image_sequence_with_nothing_decodable_is_one_error(tmp_path):
         (tmp_path / f"{i:03d}.png").write_bytes(b"not an image")
     src = open_source(f"images://{tmp_path}?max_bad_frames=3", kind="ir")
     src.read()
-    with pytest.raises(SourceError, match=r"3 frames in a row could not be used \(last: 003.png: cannot decode"):
+    with pytest.raises(SourceError, match=r"3 frames in a row could not be used \(last: frame 003.png: cannot decode"):
         src.read()
     with pytest.raises(SourceError, match=r"5 frames in a row could not be used"):
         open_source(str(tmp_path / "00[1-5].png"), kind="ir", max_bad_frames=5)
