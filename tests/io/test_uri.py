@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streamfuse import REPO_DIR, SAMPLE_DIR, StreamfuseError
 from streamfuse.io.uri import check_options, expand_images, parse_sink, parse_source, redact_uri
@@ -89,6 +91,21 @@ def test_redact_uri_hides_passwords_anywhere_in_a_text():
     assert redact_uri("rtsp://cam/live?user=admin&password=S3cret") == "rtsp://cam/live?user=admin&password=***"
     assert redact_uri("rtsp://admin@cam/ir") == "rtsp://admin@cam/ir"  # no password: unchanged
     assert redact_uri("/data/a:b@c/clip.mp4") == "/data/a:b@c/clip.mp4"  # a path is not a URL
+
+
+# what a camera password may hold inside a URL (RFC 3986 userinfo: unreserved, sub-delims, ':', '%')
+_PASSWORD_CHARS = st.sampled_from("abcXYZ019-._~!$&'()*+,;=:%@")
+
+
+@given(user=st.text("admin-_.0", max_size=8), password=st.text(_PASSWORD_CHARS, min_size=4, max_size=24),
+       scheme=st.sampled_from(["rtsp", "rtsps", "http", "https"]), port=st.sampled_from(["", ":554", ":8554"]),
+       context=st.sampled_from(["{}", "error: {}: cannot open RTSP stream", "sources {} and {}"]))
+def test_redaction_never_lets_a_password_through(user, password, scheme, port, context):
+    """Any password characters a URL allows, alone or inside a message: never shown, the host kept."""
+    uri = f"{scheme}://{user}:{password}@cam.local{port}/stream/1"
+    shown = redact_uri(context.format(uri, uri))
+    assert f"{user}:***@cam.local{port}/stream/1" in shown
+    assert f":{password}@" not in shown
 
 
 def _run_cli(*args, cwd):
