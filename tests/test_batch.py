@@ -29,7 +29,6 @@ from streamfuse.io.sources import open_source
 
 FRAMES = 8
 SIZE = (160, 120)
-SHARED_DATA = REPO_DIR.parent / "shared" / "data"
 MODEL = ["--model", "average", "--device", "cpu"]  # the batch machinery is under test, not a model (cpu: no torch import)
 
 
@@ -283,15 +282,13 @@ def test_ray_batch_on_a_local_cluster(tmp_path):
         assert json.loads((out / f"{name}.json").read_text())["worker"]["model_loads"] == 1
 
 
-def test_batch_of_shared_m3svd_and_llvip_frames(tmp_path):
+def test_batch_of_shared_m3svd_and_llvip_frames(tmp_path, shared_data):
     """Real sequences from ../shared/data: M3SVD as infrared/<seq> + visible/<seq>, LLVIP as KAIST sets."""
-    if not (SHARED_DATA / "M3SVD" / "ir").is_dir() or not (SHARED_DATA / "LLVIP" / "ir").is_dir():
-        pytest.skip(f"real data {SHARED_DATA} not present (../shared/data is the project's evaluation set)")
     data, out = tmp_path / "data", tmp_path / "out"
     for dataset, layout, count, size in (("M3SVD", {"ir": "infrared/{}", "vis": "visible/{}"}, 10, (160, 120)),
                                          ("LLVIP", {"ir": "set00/{}/lwir", "vis": "set00/{}/visible"}, 6, (160, 128))):
         for kind, pattern in layout.items():
-            files = sorted((SHARED_DATA / dataset / kind).iterdir())[: 2 * count]
+            files = sorted((shared_data / dataset / kind).iterdir())[: 2 * count]
             for part in range(2):
                 for i, path in enumerate(files[part * count:(part + 1) * count]):
                     img = cv2.resize(cv2.imread(str(path)), size, interpolation=cv2.INTER_AREA)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clips import m3svd_frames, write_clip
+from tests.helpers.clips import m3svd_frames, write_clip
 from streamfuse import REPO_DIR, SAMPLE_DIR
 
 FRAMES = 30

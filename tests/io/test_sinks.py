@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clips import m3svd_frames
+from tests.helpers.clips import m3svd_frames
 from streamfuse import REPO_DIR, SAMPLE_DIR, StreamfuseError
 from streamfuse.io.sinks import check_writable, mosaic, open_sink
 from streamfuse.io.sources import open_source
