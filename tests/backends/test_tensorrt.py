@@ -85,7 +85,7 @@ def test_auto_falls_back_when_a_backend_cannot_start(engines, caplog):
 # ---------------------------------------------------------------- on a CUDA machine
 def _real_frames(limit=3):
     from streamfuse.color import normalize_ir, split_luma
-    from streamfuse.export.fp16 import load_pairs
+    from streamfuse.evaluation.fp16_report import load_pairs
 
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data {SHARED_DATA} not present")
@@ -97,7 +97,7 @@ def _real_frames(limit=3):
 @pytest.mark.parametrize("model, variant", shipped_graphs())
 def test_engine_matches_onnxruntime(model, variant, precision, tmp_path):
     from streamfuse.backends.tensorrt import TensorRTFuser
-    from streamfuse.export.fp16 import psnr
+    from streamfuse.evaluation.fp16_report import psnr
 
     spec = get_model(model)
     reference = load_fuser(model, backend="onnxruntime", device="cpu", variant=variant)
