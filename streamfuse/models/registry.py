@@ -194,14 +194,15 @@ def graph_not_found(path: str | Path, spec: ModelSpec | None = None) -> str:
     where = f"{path}: ONNX graph" + (f" for '{spec.name}'" if spec else "") + " not found"
     if spec is None:
         return where
-    if os.environ.get("STREAMFUSE_ENGINES"):
-        where += f" (STREAMFUSE_ENGINES={os.environ['STREAMFUSE_ENGINES']})"
     if spec.trained and not spec.weights_path().exists():
-        return f"{where} ({weights_hint(spec)})"
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
-        return f"{where} (exporting it needs PyTorch and onnx: pip install 'streamfuse[torch]', then " \
-               f"{cli_command()} export --model {spec.name})"
-    return f"{where} (export it: {cli_command()} export --model {spec.name})"
+        hint = weights_hint(spec)
+    elif importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
+        hint = f"exporting it needs PyTorch and onnx: pip install 'streamfuse[torch]', then {cli_command()} export --model {spec.name}"
+    else:
+        hint = f"export it: {cli_command()} export --model {spec.name}"
+    if os.environ.get("STREAMFUSE_ENGINES"):
+        hint = f"STREAMFUSE_ENGINES={os.environ['STREAMFUSE_ENGINES']}; {hint}"
+    return f"{where} ({hint})"
 
 
 def weights_hint(spec: ModelSpec) -> str:
