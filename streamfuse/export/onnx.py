@@ -78,7 +78,7 @@ def set_metadata(graph, facts: dict[str, str]) -> None:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ``metadata_props`` of the ONNX file ``path`` (needs the onnx package; backends use their own readers)."""
+    """The ``metadata_props`` of the ONNX file ``path`` (needs the onnx package; ONNX Runtime and OpenVINO read it their own way)."""
     import onnx
 
     path = Path(path)

@@ -53,16 +53,6 @@ def test_no_activation_beyond_fp16_range(model, variant):
     assert r.worst.max_abs < FP16_MAX, r.text()
 
 
-@pytest.fixture(scope="module")
-def untrained_res2netfuse(tmp_path_factory):
-    pytest.importorskip("torch")
-    from streamfuse.export.onnx import export_onnx
-
-    spec = get_model("res2netfuse")
-    return export_onnx(spec.name, out=tmp_path_factory.mktemp("fp16") / "res2netfuse.onnx",
-                       module=spec.build(load_weights=False))
-
-
 def test_activation_report_finds_the_largest_layer(untrained_res2netfuse):
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data {SHARED_DATA} not present")

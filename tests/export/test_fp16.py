@@ -4,20 +4,9 @@ import pytest
 
 from streamfuse.evaluation.fp16_report import psnr
 from streamfuse.export.fp16 import convert_onnx_fp16, tensor_types, to_fp16
-from streamfuse.models import get_model
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-
-
-@pytest.fixture(scope="module")
-def untrained_res2netfuse(tmp_path_factory):
-    pytest.importorskip("torch")
-    from streamfuse.export.onnx import export_onnx
-
-    spec = get_model("res2netfuse")
-    return export_onnx(spec.name, out=tmp_path_factory.mktemp("fp16") / "res2netfuse.onnx",
-                       module=spec.build(load_weights=False))
 
 
 def test_fp16_graph_keeps_float32_io_and_halves_weights(untrained_res2netfuse, tmp_path):
