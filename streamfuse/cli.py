@@ -17,6 +17,8 @@ log = logging.getLogger("streamfuse")
 
 EPILOG = """examples:
   python run.py run --ir streamfuse/data/sample/ir.mp4 --vis streamfuse/data/sample/vis.mp4 -o out/fused.mp4
+  python run.py run --ir "file://$PWD/streamfuse/data/sample/ir.mp4?loop=true" \
+      --vis "file://$PWD/streamfuse/data/sample/vis.mp4?loop=true" -o out/fused.mp4 -o http://127.0.0.1:8090
   python run.py fuse --ir ir.png --vis vis.png -o fused.png
   python run.py fuse --ir data/TNO/ir --vis data/TNO/vis -o out/ --model res2netfuse --strategy mean
   python run.py models
@@ -291,7 +293,10 @@ def add_run(p: argparse.ArgumentParser) -> None:
     # Defaults live in streamfuse.config.RunConfig, so options here default to None ("not given").
     p.add_argument("--ir", help="IR source: video file, image folder/glob, rtsp://..., /dev/videoN")
     p.add_argument("--vis", help="visible source (same kinds)")
-    p.add_argument("-o", "--output", help="out.mp4 / out.mkv, images://dir, display://, rtsp://..., null://")
+    p.add_argument("-o", "--output", action="append",
+                   help="out.mp4 / out.mkv, images://dir, display://, rtsp://..., http://HOST:PORT (browser view), "
+                        "null://; repeat for several outputs, e.g. -o out.mp4 -o http://0.0.0.0:8090")
+    p.add_argument("--token", help="token the browser view asks for (needed to serve beyond 127.0.0.1)")
     p.add_argument("--config", help="YAML file with any of the options below (see docs/pipeline.md)")
     p.add_argument("--calib", help="calibration YAML (homography IR -> visible; default: identity / resize)")
     p.add_argument("--model", help="model name (default res2netfuse; see `models`)")
@@ -327,7 +332,7 @@ def cmd_run(args) -> int:
     with stop_on_signals(pipeline.stop):
         stats = pipeline.run()
     fuser = pipeline.fuser
-    print(f"wrote {stats.written} fused frame(s) to {config.output} "
+    print(f"wrote {stats.written} fused frame(s) to {stats.output} "
           f"({fuser.spec.name}/{fuser.variant} on {fuser.backend}, {stats.mode})")
     print(stats.summary())
     return 130 if stats.stopped_by == "interrupted" else 0

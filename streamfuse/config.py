@@ -6,7 +6,8 @@ command line). Unknown keys and wrongly typed values are rejected with one line 
 
     ir: recordings/ir.mp4
     vis: recordings/vis.mp4
-    output: out/fused.mp4
+    output: out/fused.mp4           # or several: [out/fused.mp4, "http://0.0.0.0:8090"]
+    token: change-me                # the browser view's token (needed off 127.0.0.1)
     calib: calibration/rig.yaml
     mode: lossless
     offset_ms: -500
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,10 @@ MODES = ("auto", "lossless", "live")
 class RunConfig:
     ir: str | None = None  # IR source URI: video file, image folder/glob, rtsp://, /dev/videoN
     vis: str | None = None  # visible source URI
-    output: str | None = None  # sink URI: out.mp4/.mkv, images://dir, display://, rtsp://, null://
+    # sink URI, or a list of them, all fed the same frames: out.mp4/.mkv, images://dir, display://,
+    # rtsp://, http://host:port (browser view), null://
+    output: str | list[str] | None = None
+    token: str | None = None  # the browser view's token (http:// outputs); needed to serve beyond 127.0.0.1
     calib: str | None = None  # calibration YAML (homography IR -> VIS); None: identity / plain resize
     model: str = "res2netfuse"
     variant: str | None = None  # model variant (res2netfuse: l1 | mean)
@@ -53,13 +58,23 @@ class RunConfig:
     progress: bool = True  # progress bar for file inputs
     ir_options: dict = field(default_factory=dict)  # passed to open_source for the IR (e.g. transport: tcp)
     vis_options: dict = field(default_factory=dict)
-    output_options: dict = field(default_factory=dict)  # passed to open_sink (e.g. crf: 20, preset: fast)
+    output_options: dict = field(default_factory=dict)  # each to the outputs that take it (e.g. crf: 20, preset: fast)
+
+    @property
+    def outputs(self) -> list[str]:
+        """The output URIs, one or several."""
+        if self.output is None:
+            return []
+        return [self.output] if isinstance(self.output, str) else list(self.output)
 
     def validate(self) -> "RunConfig":
         """Check values that types alone do not catch; returns self."""
         for key, flag in (("ir", "--ir"), ("vis", "--vis"), ("output", "-o/--output")):
             if not getattr(self, key):
                 raise StreamfuseError(f"missing '{key}': give {flag} or set '{key}:' in the config file")
+        if self.token is not None and not any(uri.lower().startswith("http://") for uri in self.outputs):
+            raise StreamfuseError("'token' (--token) is for a browser view output, and there is none "
+                                  "(add e.g. -o http://0.0.0.0:8090)")
         if self.mode not in MODES:
             raise StreamfuseError(f"mode '{self.mode}': expected one of {', '.join(MODES)}")
         if len(self.agc) != 2 or not 0 <= self.agc[0] < self.agc[1] <= 100:
@@ -83,44 +98,54 @@ def _types() -> dict[str, typing.Any]:
 
 
 def _describe(tp) -> str:
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    base = args[0] if args else tp
-    origin = typing.get_origin(base) or base
-    name = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            dict: "a mapping", list: "a list of numbers"}.get(origin, str(base))
-    return name + (" or null" if type(None) in typing.get_args(tp) else "")
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        names = [_describe(a) for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(names) + (" or null" if type(None) in typing.get_args(tp) else "")
+    origin = typing.get_origin(tp) or tp
+    if origin is list:
+        return "a list of strings" if typing.get_args(tp) == (str,) else "a list of numbers"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            dict: "a mapping"}.get(origin, str(tp))
 
 
 def coerce(key: str, value, where: str):
     """``value`` checked against the type of field ``key``; ints are accepted for floats."""
     tp = _types()[key]
-    args = typing.get_args(tp)
+    union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    candidates = typing.get_args(tp) if union else (tp,)
     if value is None:
-        if type(None) in args:
+        if type(None) in candidates:
             return None
         raise StreamfuseError(f"{where}: key '{key}' must be {_describe(tp)}, got null")
-    base = next((a for a in args if a is not type(None)), tp) if args and type(None) in args else tp
-    origin = typing.get_origin(base) or base
-    ok = False
+    for candidate in candidates:
+        ok, checked = _check(candidate, value)
+        if ok:
+            return checked
+    raise StreamfuseError(f"{where}: key '{key}' must be {_describe(tp)}, got {value!r}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check(tp, value) -> tuple[bool, typing.Any]:
+    """(accepted, value converted) for one non-union type."""
+    origin = typing.get_origin(tp) or tp
     if origin is bool:
-        ok = isinstance(value, bool)
-    elif origin is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif origin is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif origin is str:
-        ok = isinstance(value, str)
-    elif origin is dict:
-        ok = isinstance(value, dict)
-        value = dict(value) if ok else value
-    elif origin is list:
-        ok = isinstance(value, (list, tuple)) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        value = [float(v) for v in value] if ok else value
-    if not ok:
-        raise StreamfuseError(f"{where}: key '{key}' must be {_describe(tp)}, got {value!r}")
-    return value
+        return isinstance(value, bool), value
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if origin is float:
+        return (True, float(value)) if _number(value) else (False, value)
+    if origin is str:
+        return isinstance(value, str), value
+    if origin is dict:
+        return (True, dict(value)) if isinstance(value, dict) else (False, value)
+    if origin is list and isinstance(value, (list, tuple)):
+        if typing.get_args(tp) == (str,):
+            return all(isinstance(v, str) for v in value), list(value)
+        return (True, [float(v) for v in value]) if all(_number(v) for v in value) else (False, value)
+    return False, value
 
 
 def unknown_key(key, where: str) -> StreamfuseError:

@@ -3,17 +3,19 @@
 Threads and bounded queues (each arrow), so decoding, inference and encoding overlap (PyAV,
 OpenCV and the inference runtimes release the GIL while they work)::
 
-    IR reader  ─┐
-                ├─ pair (FramePairer) ─► fuse (register, normalise, model) ─► write (colour, mosaic, sink)
-    VIS reader ─┘
+    IR reader  ─┐                                                                          ┌─► output 1
+                ├─ pair (FramePairer) ─► fuse (register, normalise, model) ─► write (colour, mosaic) ─┼─► output 2
+    VIS reader ─┘                                                                          └─► ...
 
 Lossless mode (files, sequences): every queue put blocks when full, so a slow model slows the
 readers down instead of losing frames. Live mode: readers keep the newest frames, the pair queue
-drops its oldest pair when the model falls behind, and every drop is counted.
+drops its oldest pair when the model falls behind, and every drop is counted. Each output has its
+own thread and queue (streamfuse/io/fanout.py): a file output in lossless mode gets every frame, a
+browser view, window or RTSP publish drops its own oldest frames instead of stalling the rest.
 
 Shutdown: at the end of either stream (or ``max_frames``) every pair already made is fused and
 written. ``Pipeline.stop()`` (the CLI calls it on SIGINT/SIGTERM) and errors stop reading and
-fusing at once, and every frame already fused is still written. In all cases the sink is closed
+fusing at once, and every frame already fused is still written. In all cases the outputs are closed
 last, so the output file is finalised, plays, and holds every fused frame. ``run()`` re-raises the
 first error after that.
 """
@@ -37,6 +39,7 @@ from streamfuse.color import merge_luma, normalize_ir, split_luma, to_uint8
 from streamfuse.config import RunConfig
 from streamfuse.io.frame import Frame, SourceError
 from streamfuse.io.reader import ReaderDone
+from streamfuse.io.uri import redact_uri
 from streamfuse.sync import STREAMS, FramePairer
 
 log = logging.getLogger("streamfuse")
@@ -55,25 +58,31 @@ class StageTimer:
         self.samples.append(seconds)
 
     def summary(self) -> dict:
-        if not self.samples:
+        samples = list(self.samples)  # one C call: safe while another thread appends (live statistics)
+        if not samples:
             return {"n": 0, "p50_ms": None, "p95_ms": None}
-        ms = np.asarray(self.samples) * 1000
+        ms = np.asarray(samples) * 1000
         return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 2),
                 "p95_ms": round(float(np.percentile(ms, 95)), 2)}
 
 
 @dataclass
 class Stats:
-    output: str = ""
+    output: str = ""  # the output URIs (passwords and tokens hidden)
     mode: str = ""
+    model: str = ""  # model/variant
+    backend: str = ""
+    device: str = ""
+    sources: dict = field(default_factory=dict)  # stream -> URI (passwords hidden)
     read: dict = field(default_factory=lambda: {s: 0 for s in STREAMS})  # frames decoded per stream
     paired: int = 0
     fused: int = 0
-    written: int = 0
+    written: int = 0  # frames handed to the outputs
     unmatched: dict = field(default_factory=lambda: {s: 0 for s in STREAMS})  # no partner within tolerance
     dropped: dict = field(default_factory=lambda: {s: 0 for s in STREAMS} | {"pairs": 0})  # live mode only
     reconnects: dict = field(default_factory=lambda: {s: 0 for s in STREAMS})
     corrupt_packets: dict = field(default_factory=lambda: {s: 0 for s in STREAMS})
+    outputs: list = field(default_factory=list)  # per output: {uri, written, dropped}
     seconds: float = 0.0  # from the first frame read to the last frame written
     fps: float = 0.0  # frames written per second over ``seconds``
     stages: dict = field(default_factory=dict)  # stage -> {n, p50_ms, p95_ms}
@@ -94,6 +103,8 @@ class Stats:
         if any(self.reconnects.values()) or any(self.corrupt_packets.values()):
             lines.append(f"reconnects       ir {self.reconnects['ir']}, vis {self.reconnects['vis']}; corrupt packets "
                          f"ir {self.corrupt_packets['ir']}, vis {self.corrupt_packets['vis']}")
+        if len(self.outputs) > 1 or any(o["dropped"] for o in self.outputs):
+            lines += [f"output           {o['uri']}: written {o['written']}, dropped {o['dropped']}" for o in self.outputs]
         stages = ", ".join(f"{k} {v['p50_ms']}/{v['p95_ms']}" for k, v in self.stages.items() if v["n"])
         lines.append(f"stage ms p50/p95 {stages}")
         lines.append(f"stopped by       {self.stopped_by}")
@@ -104,7 +115,9 @@ class Pipeline:
     def __init__(self, config: RunConfig, fuser=None):
         self.config = config.validate()
         self.fuser = fuser  # a ready Fuser (benchmarks, tests); default: load_fuser from the config
-        self.stats = Stats(output=config.output)
+        self.stats = Stats(output=", ".join(map(redact_uri, config.outputs)),
+                           sources={"ir": redact_uri(config.ir), "vis": redact_uri(config.vis)})
+        self.outputs = None  # the Fanout, once the outputs are open
         self._stop = threading.Event()  # stop reading
         self._hurry = threading.Event()  # also stop fusing queued pairs (interrupt, error); fused frames are still written
         self._abort = threading.Event()  # the writer is gone: every stage quits at once
@@ -135,13 +148,16 @@ class Pipeline:
     def run(self) -> Stats:
         from streamfuse.backends import load_fuser
         from streamfuse.geometry import Registration
+        from streamfuse.io.fanout import Fanout, open_outputs
         from streamfuse.io.reader import ReaderThread
-        from streamfuse.io.sinks import check_writable, open_sink
+        from streamfuse.io.sinks import check_writable
         from streamfuse.io.sources import open_source
-        from streamfuse.io.uri import parse_sink, parse_source
+        from streamfuse.io.uri import parse_source
 
         cfg = self.config
-        check_writable(cfg.output)  # fail before any decoding or model loading
+        output_options = {**cfg.output_options, **({"token": cfg.token} if cfg.token else {})}
+        for uri in cfg.outputs:
+            check_writable(uri, output_options)  # fail before any decoding or model loading
         self.registration = Registration.from_file(cfg.calib) if cfg.calib else Registration.identity()
         if self.fuser is None:
             extra = {}
@@ -151,6 +167,8 @@ class Pipeline:
                 extra["onnx_path"] = Path(cfg.onnx_path)
             self.fuser = load_fuser(cfg.model, backend=cfg.backend, device=cfg.device, precision=cfg.precision,
                                     variant=cfg.variant, threads=cfg.threads or 1, **extra)
+        self.stats.model = f"{self.fuser.spec.name}/{self.fuser.variant}"
+        self.stats.backend, self.stats.device = self.fuser.backend, self.fuser.device
         live = any(parse_source(uri).kind in ("rtsp", "v4l2") for uri in (cfg.ir, cfg.vis))
         mode = cfg.mode if cfg.mode != "auto" else ("live" if live else "lossless")
         self.stats.mode = mode
@@ -171,7 +189,6 @@ class Pipeline:
             raise
         pair_q: queue.Queue = queue.Queue(cfg.queue_size)
         fused_q: queue.Queue = queue.Queue(cfg.queue_size)
-        sink = None
         threads = []
         bar = None
         try:
@@ -182,15 +199,18 @@ class Pipeline:
                 offset_ns=int(round(offset_ms * 1e6)), max_wait_ns=int(cfg.max_wait_ms * 1e6))
             log.info("pairing %s: tolerance %.1f ms, IR offset %+.1f ms", mode, self.pairer.tolerance_ns / 1e6, offset_ms)
             rates = [src.fps for src in sources.values() if src.fps]
-            sink_options = dict(cfg.output_options)
-            if rates and parse_sink(cfg.output).kind in ("video", "rtsp"):
-                sink_options.setdefault("fps", min(rates))  # the output runs at the slower stream's rate
-            sink = open_sink(cfg.output, **sink_options)
+            # encoders run at the slower stream's rate
+            sinks = open_outputs(cfg.outputs, output_options, fps=min(rates) if rates else None)
+            self.outputs = Fanout(sinks, lossless=mode == "lossless", queue_size=cfg.queue_size,
+                                  on_error=lambda exc: self._fail(exc, abort=True), abort=self._abort,
+                                  timers=self.timers)
             self._t0 = time.perf_counter()
-            self._t_last = self._t0
+            for sink in sinks:
+                sink.stats_source = self.live_stats  # the browser view shows them
+            self.outputs.start()
             threads = [threading.Thread(target=self._pair_loop, args=(frame_q, pair_q, mode), name="sf-pair", daemon=True),
                        threading.Thread(target=self._fuse_loop, args=(pair_q, fused_q), name="sf-fuse", daemon=True),
-                       threading.Thread(target=self._write_loop, args=(fused_q, sink), name="sf-write", daemon=True)]
+                       threading.Thread(target=self._write_loop, args=(fused_q, self.outputs), name="sf-write", daemon=True)]
             for t in threads:
                 t.start()
             bar = self._progress_bar(mode)
@@ -212,17 +232,16 @@ class Pipeline:
             if bar is not None:
                 bar.update(self.stats.written - bar.n)
                 bar.close()
-            if sink is not None:
-                try:
-                    sink.close()  # finalise the file even after an error
-                except Exception as exc:  # noqa: BLE001 - report, but the first error wins
-                    self._fail(exc)
+            if self.outputs is not None:
+                error = self.outputs.close()  # finalise the files even after an error
+                if error is not None:  # report it, but the first error wins
+                    self._fail(error)
             for s, r in readers.items():
                 if r.is_alive():
                     log.warning("%s reader did not stop within 5 s", s)
-        self._finish_stats(sources, sink)
+        self._finish_stats()
         if self._error is not None:
-            log.error("stopped on error after writing %d frame(s) to %s", self.stats.written, cfg.output)
+            log.error("stopped on error after writing %d frame(s) to %s", self.stats.written, self.stats.output)
             raise self._error
         return self.stats
 
@@ -235,18 +254,30 @@ class Pipeline:
         total = min(counts) if all(counts) else None
         return tqdm(total=total, unit="frame", desc="fusing", file=sys.stderr, dynamic_ncols=True, leave=False)
 
-    def _finish_stats(self, sources, sink) -> None:
-        st = self.stats
+    def live_stats(self) -> dict:
+        """The statistics so far, while the run goes on (the browser view shows them)."""
+        st = Stats(**self.stats.to_dict())
+        self._collect(st, time.perf_counter())
+        return st.to_dict()
+
+    def _collect(self, st: Stats, t_end: float) -> None:
+        """Counts held by the pairer, readers, sources, outputs and timers, into ``st``."""
         st.paired = self.pairer.paired
         st.unmatched = dict(self.pairer.unmatched)
         for s in STREAMS:
-            st.dropped[s] += self.pairer.dropped[s] + getattr(self.readers.get(s), "dropped", 0)
-            st.reconnects[s] = getattr(sources[s], "reconnects", 0)
-            st.corrupt_packets[s] = getattr(sources[s], "corrupt_packets", 0)
-        st.ended_early = self.pairer.ended_early
-        st.seconds = round(self._t_last - self._t0, 3)
+            st.dropped[s] = self.pairer.dropped[s] + getattr(self.readers.get(s), "dropped", 0)
+            st.reconnects[s] = getattr(self.sources[s], "reconnects", 0)
+            st.corrupt_packets[s] = getattr(self.sources[s], "corrupt_packets", 0)
+        st.outputs = self.outputs.summary()
+        st.seconds = round(t_end - self._t0, 3)
         st.fps = round(st.written / st.seconds, 3) if st.seconds > 0 else 0.0
         st.stages = {name: t.summary() for name, t in self.timers.items()}
+
+    def _finish_stats(self) -> None:
+        st = self.stats
+        if self.outputs is not None:
+            self._collect(st, self.outputs.t_last or self._t0)  # until the last frame written
+        st.ended_early = self.pairer.ended_early
         if self._stop_reason in (None, "end of streams") and st.ended_early:
             other = "vis" if st.ended_early == "ir" else "ir"
             self._stop_reason = f"{st.ended_early} ended early (the {other} stream had more frames)"
@@ -394,8 +425,9 @@ class Pipeline:
                  vis_hw[1], vis_hw[0], out_w, out_h)
         return out_h, out_w
 
-    def _write_loop(self, fused_q, sink) -> None:
+    def _write_loop(self, fused_q, outputs) -> None:
         from streamfuse.calibration.overlay import draw_overlay
+        from streamfuse.io.fanout import OutputFrame
         from streamfuse.io.sinks import mosaic
 
         try:
@@ -409,17 +441,17 @@ class Pipeline:
                 image = fused_y if ir_f is None else merge_luma(fused_y, crcb)
                 if self.config.overlay:
                     image = draw_overlay(image, ir_f)
+                frame = OutputFrame(image, vis.pts_ns, t_paired)  # the outputs keep the visible stream's timestamps
                 if self.config.mosaic:
-                    image = mosaic(to_uint8(ir_f), vis_img, image)
-                t1 = time.perf_counter()
-                sink.write(image, vis.pts_ns)  # the output keeps the visible stream's timestamps
-                t2 = time.perf_counter()
-                self.timers["colour"].add(t1 - t0)
-                self.timers["write"].add(t2 - t1)
-                self.timers["latency"].add(t2 - t_paired)  # paired -> written
+                    frame.image = mosaic(to_uint8(ir_f), vis_img, image)
+                else:  # the browser view's mosaic (registered frames; the GPU stage keeps those on the GPU)
+                    frame.ir = ir.image if ir_f is None else ir_f
+                    frame.vis = vis.image if vis_img is None else vis_img
+                self.timers["colour"].add(time.perf_counter() - t0)
+                if not outputs.put(frame):
+                    break
                 self.stats.written += 1
-                self._t_last = t2
-                if getattr(sink, "stop_requested", False):  # display sink: the user pressed q or Esc
+                if outputs.stop_requested:  # display sink: the user pressed q or Esc
                     self.stop("q or Esc in the window")
         except BaseException as exc:  # noqa: BLE001
             self._fail(exc, abort=True)

@@ -73,3 +73,13 @@ def test_missing_inputs_and_bad_values(tmp_path):
         RunConfig(ir="a", vis="b", output="o.mp4", mode="fast").validate()
     with pytest.raises(StreamfuseError, match="agc"):
         RunConfig(ir="a", vis="b", output="o.mp4", agc=[99, 1]).validate()
+
+
+def test_several_outputs_from_yaml_and_a_single_one_still_works(tmp_path):
+    cfg = make_config(write(tmp_path, "ir: a.mp4\nvis: b.mp4\noutput: [o.mp4, 'http://0.0.0.0:8090']\ntoken: t\n"))
+    assert cfg.validate().outputs == ["o.mp4", "http://0.0.0.0:8090"] and cfg.token == "t"
+    assert make_config(write(tmp_path, "output: o.mp4\n")).outputs == ["o.mp4"]
+    with pytest.raises(StreamfuseError, match=r"key 'output' must be a string or a list of strings or null, got \[1\]"):
+        make_config(write(tmp_path, "output: [1]\n"))
+    with pytest.raises(StreamfuseError, match=r"'token' \(--token\) is for a browser view output, and there is none"):
+        RunConfig(ir="a", vis="b", output="o.mp4", token="t").validate()

@@ -47,8 +47,11 @@ def test_the_wheel_holds_the_graphs_not_the_weights(installed):
     graphs = sorted(p.name for p in (REPO_DIR / "engines").glob("*.onnx"))
     assert graphs and all(f"streamfuse/engines/{g}" in names for g in graphs)
     assert not [n for n in names if n.endswith((".pt", ".engine", ".timing"))]
-    packages = {str(p.parent.relative_to(REPO_DIR)) for p in PACKAGE_DIR.rglob("__init__.py")}
-    assert all(f"{p}/__init__.py" in names for p in packages), "a package is missing from pyproject's list"
+    # every source and data file of the package (a subpackage missing from pyproject's list, a data
+    # file its package-data globs miss)
+    files = {str(p.relative_to(REPO_DIR)) for p in PACKAGE_DIR.rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")}
+    assert files and not files - names, f"not in the wheel: {sorted(files - names)}"
     assert wheel.stat().st_size < 15e6
 
 

@@ -108,6 +108,24 @@ def test_lossless_frame_count_and_duration(media, fuser, tmp_path):
     assert stats.stages["model"]["n"] == 25 and stats.stages["model"]["p95_ms"] >= stats.stages["model"]["p50_ms"]
 
 
+def test_several_outputs_get_the_same_frames(media, fast_fuser, tmp_path):
+    import cv2
+
+    from streamfuse.pipeline import Pipeline
+
+    video, folder = tmp_path / "fused.mp4", tmp_path / "frames"
+    cfg = config(media, "ir30", "vis25", None, output_options={"crf": 0, "ext": "png"})  # each to its kind
+    cfg.output = [str(video), f"images://{folder}"]
+    stats = Pipeline(cfg, fuser=fast_fuser).run()
+    assert stats.outputs == [{"uri": str(video), "written": 25, "dropped": 0},
+                             {"uri": f"images://{folder}", "written": 25, "dropped": 0}]
+    frames, _ = decode_clip(video)
+    images = sorted(folder.glob("*.png"))
+    assert len(frames) == len(images) == stats.written == 25
+    assert np.abs(frames[10].astype(int) - cv2.imread(str(images[10])).astype(int)).mean() < 3  # the same frame
+    assert f"output           images://{folder}: written 25, dropped 0" in stats.summary()
+
+
 def test_one_stream_ending_early(media, fast_fuser, tmp_path):
     from streamfuse.pipeline import Pipeline
 

@@ -29,25 +29,35 @@ import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.io.images import write_image
-from streamfuse.io.uri import check_options, parse_sink, positive_number
+from streamfuse.io.uri import check_options, parse_sink, positive_number, redact_uri
 
 TIME_BASE = Fraction(1, 90_000)  # the usual video time base: 30, 25 and 29.97 fps periods are whole ticks
 NS = 1_000_000_000
 
 
 def open_sink(uri: str, **options) -> "Sink":
-    """Open an output: video file, image folder, window, RTSP publish or null (see streamfuse/io/uri.py)."""
+    """Open an output: video file, image folder, window, RTSP publish, browser view or null
+    (see streamfuse/io/uri.py)."""
     parsed = parse_sink(uri)
     options = {**parsed.params, **options}
-    cls = {"video": VideoFileSink, "images": ImageFolderSink, "display": DisplaySink,
-           "rtsp": RtspSink, "null": NullSink}[parsed.kind]
-    check_options(str(uri), options, cls.OPTIONS)
-    check_writable(uri)
+    cls = sink_class(parsed.kind)
+    check_options(redact_uri(uri), options, cls.OPTIONS)
+    check_writable(uri, options)
     return cls(parsed.target, uri=str(uri), **options)
 
 
-def check_writable(uri: str) -> None:
-    """Fail early, naming the path, when an output cannot be written (run this before any decoding)."""
+def sink_class(kind: str) -> type["Sink"]:
+    if kind == "http":
+        from streamfuse.io.http import HttpSink  # the browser view imports this module
+
+        return HttpSink
+    return {"video": VideoFileSink, "images": ImageFolderSink, "display": DisplaySink,
+            "rtsp": RtspSink, "null": NullSink}[kind]
+
+
+def check_writable(uri: str, options: dict | None = None) -> None:
+    """Fail early, naming the path, when an output cannot be written (run this before any decoding).
+    ``options``: the output's options besides those in the URI (a browser view's token)."""
     parsed = parse_sink(uri)
     if parsed.kind == "video":
         path = Path(parsed.target)
@@ -63,6 +73,10 @@ def check_writable(uri: str) -> None:
         display_unavailable_reason(uri, raise_error=True)
     elif parsed.kind == "rtsp":
         _probe_server(uri)
+    elif parsed.kind == "http":
+        from streamfuse.io.http import check_bindable
+
+        check_bindable(uri, {**parsed.params, **(options or {})}.get("token"))
 
 
 def _probe_server(uri: str, timeout: float = 5.0) -> None:
@@ -121,10 +135,16 @@ class Sink(ABC):
         self.uri = uri
         self.frames_written = 0
         self._closed = False
+        self.stats_source = None  # the pipeline sets a callable -> the run's live statistics (a dict)
 
     @abstractmethod
     def write(self, image: np.ndarray, pts_ns: int) -> None:
         """Write one frame (BGR or gray) with its presentation time; every sink type defines it."""
+
+    def write_frame(self, frame) -> None:
+        """The pipeline's entry (a streamfuse.io.fanout.OutputFrame); the browser view also keeps the
+        IR and visible frames it carries."""
+        self.write(frame.image, frame.pts_ns)
 
     def close(self) -> None:
         self._closed = True

@@ -14,6 +14,10 @@ Timestamps (Frame.pts_ns):
   files      (PTS - stream start) x time_base, so every file starts at 0 (cameras started apart:
              give the pairer an offset).
   images     seq / fps.
+  loop=true  (files and image sequences) the source starts again at its end, forever, and time runs
+             on: each pass starts one frame period after the last frame of the pass before (demos,
+             soak tests, a recorded rig replayed to the browser view). Stop the run with max_frames
+             or Ctrl-C.
   rtsp       clock="stream" (default): the frame's RTP time plus the smallest delay seen so far
              between RTP time and arrival (time.monotonic_ns()): capture times on the monotonic clock,
              free of network jitter (the frames buffered while the stream is probed come out close
@@ -210,6 +214,13 @@ def _seconds(uri: str, name: str, value) -> float:
     return positive_number(uri, name, value, " of seconds")
 
 
+def _flag(uri: str, name: str, value) -> bool:
+    """A true/false option, checked."""
+    if not isinstance(value, bool):
+        raise StreamfuseError(f"{uri}: {name} must be true or false, got '{value}'")
+    return value
+
+
 def _pts_ns(ticks: int, time_base) -> int:
     """ticks x time_base in ns, rounded to the nearest ns (exact integer arithmetic)."""
     return (2 * ticks * NS * time_base.numerator + time_base.denominator) // (2 * time_base.denominator)
@@ -251,15 +262,27 @@ class _PacketDecoder:
 
 
 class VideoFileSource(Source):
-    """Any FFmpeg-readable video file through PyAV; the first video stream."""
+    """Any FFmpeg-readable video file through PyAV; the first video stream. ``loop``: start again at the end."""
 
-    OPTIONS = {"kind"}
+    OPTIONS = {"kind", "loop"}
 
-    def __init__(self, path: str, uri: str | None = None, kind: str = "vis"):
+    def __init__(self, path: str, uri: str | None = None, kind: str = "vis", loop: bool = False):
         super().__init__(uri or str(path), kind)
         self.path = Path(path)
+        self.loop = _flag(self.uri, "loop", loop)
         if not self.path.is_file():
             raise SourceError(f"{self.uri}: no such video file")
+        self._open()
+        stream = self._decoder.stream
+        self.frame_count = None if loop else (stream.frames or None)
+        self._time_base = stream.time_base
+        self._start = stream.start_time or 0
+        self._convert = FrameConverter(kind)
+        self._pass_start_ns = 0  # where the current pass starts on the output time line (loop)
+        self._pass_frames = 0
+        self._last_pts_ns = -1
+
+    def _open(self) -> None:
         try:
             container = av.open(str(self.path))
         except (av.FFmpegError, OSError) as e:
@@ -268,37 +291,43 @@ class VideoFileSource(Source):
             container.close()
             raise SourceError(f"{self.uri}: has no video stream")
         self._attach(container)
-        stream = self._decoder.stream
-        self.frame_count = stream.frames or None
-        self._time_base = stream.time_base
-        self._start = stream.start_time or 0
-        self._convert = FrameConverter(kind)
 
     def read(self, timeout: float | None = None) -> Frame:
         self._check_open()
         try:
             frame = self._decoder.next_frame()
+            if frame is None and self.loop and self._pass_frames:
+                self._container.close()
+                self._open()
+                self._pass_start_ns = self._last_pts_ns + round(NS / (self.fps or 30.0))
+                self._pass_frames = 0
+                frame = self._decoder.next_frame()
         except (av.FFmpegError, OSError) as e:
             raise SourceError(f"{self.uri}: read failed ({_av_reason(e)})") from None
         if frame is None:
             raise EndOfStream(self.uri)
         if frame.pts is None:  # rare (raw streams): fall back to the frame index
-            pts_ns = round(self._seq * NS / (self.fps or 30.0))
+            pts_ns = round(self._pass_frames * NS / (self.fps or 30.0))
         else:
             pts_ns = _pts_ns(frame.pts - self._start, self._time_base)
-        return self._emit(self._convert(frame), pts_ns)
+        self._pass_frames += 1
+        self._last_pts_ns = self._pass_start_ns + pts_ns
+        return self._emit(self._convert(frame), self._last_pts_ns)
 
 
 class ImageSequenceSource(Source):
-    """A folder of frames (KAIST set00/V000/lwir, M3SVD ir/, ...) or a glob, played at ``fps``."""
+    """A folder of frames (KAIST set00/V000/lwir, M3SVD ir/, ...) or a glob, played at ``fps``;
+    ``loop``: start again at the end."""
 
-    OPTIONS = {"kind", "fps"}
+    OPTIONS = {"kind", "fps", "loop"}
 
-    def __init__(self, target: str, uri: str | None = None, kind: str = "vis", fps: float = 30.0):
+    def __init__(self, target: str, uri: str | None = None, kind: str = "vis", fps: float = 30.0,
+                 loop: bool = False):
         super().__init__(uri or str(target), kind)
         self.fps = positive_number(self.uri, "fps", fps)
+        self.loop = _flag(self.uri, "loop", loop)
         self.files = expand_images(target)
-        self.frame_count = len(self.files)
+        self.frame_count = None if loop else len(self.files)
         first = self._load(self.files[0])
         self.size = (first.shape[1], first.shape[0])
         self._next = first
@@ -313,15 +342,15 @@ class ImageSequenceSource(Source):
 
     def read(self, timeout: float | None = None) -> Frame:
         self._check_open()
-        index = self._seq
-        if index >= len(self.files):
+        if self._seq >= len(self.files) and not self.loop:
             raise EndOfStream(self.uri)
+        index = self._seq % len(self.files)
         img = self._next if self._next is not None else self._load(self.files[index])
         self._next = None
         if (img.shape[1], img.shape[0]) != self.size:
             raise SourceError(f"{self.files[index]}: frame is {img.shape[1]}x{img.shape[0]}, "
                               f"the sequence is {self.size[0]}x{self.size[1]}")
-        return self._emit(img, round(index * NS / self.fps))
+        return self._emit(img, round(self._seq * NS / self.fps))
 
 
 class RtspSource(Source):

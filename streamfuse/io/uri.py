@@ -10,10 +10,11 @@ Sinks
   ``images://outdir``, ``outdir/``           one PNG per frame                         -> kind "images"
   ``display://``, ``display://title``        OpenCV window                             -> kind "display"
   ``rtsp://host:8554/path``                  publish to an RTSP server                 -> kind "rtsp"
+  ``http://127.0.0.1:8090?token=...``        browser live view (streamfuse/io/http.py) -> kind "http"
   ``null://``                                discard (benchmarks)                      -> kind "null"
 
-A query string (``?key=value&...``) is read only on the ``images://``, ``v4l2://``, ``file://`` and
-``display://`` schemes (an RTSP URL's query belongs to the camera). Values that look like numbers become
+A query string (``?key=value&...``) is read only on the ``images://``, ``v4l2://``, ``file://``,
+``display://`` and ``http://`` schemes (an RTSP URL's query belongs to the camera). Values that look like numbers become
 int/float/bool. Keyword options given in code override the query.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from urllib.parse import parse_qsl, unquote
 from streamfuse import StreamfuseError
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov"}
-_QUERY_SCHEMES = {"images", "v4l2", "file", "display"}
+_QUERY_SCHEMES = {"images", "v4l2", "file", "display", "http"}
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,12 @@ def parse_sink(uri: str) -> ParsedURI:
         return ParsedURI("rtsp", uri, {})
     if scheme == "images":
         return ParsedURI("images", rest, params)
+    if scheme == "http":
+        return ParsedURI("http", rest.rstrip("/"), params)
     if scheme not in (None, "file"):
         raise StreamfuseError(
-            f"{uri}: unknown output scheme '{scheme}://' (expected out.mp4/.mkv/.mov, images://, display://, rtsp:// or null://)")
+            f"{uri}: unknown output scheme '{scheme}://' "
+            "(expected out.mp4/.mkv/.mov, images://, display://, rtsp://, http:// or null://)")
     if rest.endswith(("/", "\\")):
         return ParsedURI("images", rest, params)
     if Path(rest).suffix.lower() in VIDEO_SUFFIXES:
@@ -117,6 +121,13 @@ def parse_sink(uri: str) -> ParsedURI:
     raise StreamfuseError(
         f"{uri}: cannot tell the output type from '{Path(rest).suffix or 'no extension'}' "
         f"(expected {', '.join(sorted(VIDEO_SUFFIXES))}, a folder ending in '/', images://, display://, rtsp:// or null://)")
+
+
+def redact_uri(uri: str) -> str:
+    """The URI safe to show: a password becomes ***, and so does a token in the query
+    (rtsp://user:pass@cam/live -> rtsp://user:***@cam/live)."""
+    uri = re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:?#]*):[^/?#]*@", r"\1:***@", str(uri))
+    return re.sub(r"([?&]token=)[^&#]*", r"\1***", uri)
 
 
 def positive_number(uri: str, name: str, value, unit: str = "") -> float:

@@ -83,6 +83,26 @@ def test_bundled_sample_pair():
     assert ir[0].image.shape == (480, 640) and vis[0].image.shape == (480, 640, 3)
 
 
+def test_loop_plays_a_file_again_with_time_running_on():
+    with open_source(f"file://{SAMPLE_DIR / 'vis.mp4'}?loop=true", kind="vis") as src:
+        assert src.frame_count is None  # endless
+        frames = [src.read() for _ in range(45)]  # the sample has 20 frames: two passes and a bit
+    assert [f.seq for f in frames] == list(range(45))
+    # evenly spaced across the passes (to the ns: each pass starts one rounded period after the last frame)
+    np.testing.assert_allclose([f.pts_ns for f in frames], [i * 1e9 / 30 for i in range(45)], rtol=0, atol=2)
+    np.testing.assert_array_equal(frames[20].image, frames[0].image)
+    np.testing.assert_array_equal(frames[41].image, frames[1].image)
+
+
+def test_loop_plays_an_image_sequence_again(sample_images):
+    src = open_source(f"images://{sample_images / 'ir'}?fps=10&loop=true", kind="ir")
+    frames = [src.read() for _ in range(3)]  # one image, shown again and again
+    assert [f.pts_ns for f in frames] == [0, 100_000_000, 200_000_000]
+    np.testing.assert_array_equal(frames[2].image, frames[0].image)
+    with pytest.raises(StreamfuseError, match=r"loop must be true or false, got '2'"):
+        open_source(str(SAMPLE_DIR / "ir.mp4"), loop=2)
+
+
 def test_image_sequence_m3svd_layout():
     m3svd_stems()  # skips without the shared data
     from clips import M3SVD_DIRS

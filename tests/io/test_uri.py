@@ -37,6 +37,8 @@ def test_sink_kinds(tmp_path):
     assert parse_sink("display://").target == "streamfuse"
     assert parse_sink("rtsp://127.0.0.1:8554/fused").kind == "rtsp"
     assert parse_sink("null://").kind == "null"
+    view = parse_sink("http://0.0.0.0:8090/?token=abc&quality=70")
+    assert (view.kind, view.target, view.params) == ("http", "0.0.0.0:8090", {"token": "abc", "quality": 70})
 
 
 @pytest.mark.parametrize("uri, words", [
