@@ -20,21 +20,26 @@ log = logging.getLogger("streamfuse")
 OPSET = 17  # TensorRT 8.5 (JetPack 5) parses opset 17; ORT and OpenVINO too
 
 
+def record_id(git_commit: str, weights: str | Path) -> str:
+    """The training record id a graph carries: the training's git commit and the weights file's sha256."""
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    return f"git {git_commit}, weights sha256 {digest}"
+
+
 def training_record_id(spec: ModelSpec) -> str:
-    """Which training made the shipped weights: the training record's git commit and the weights' sha256."""
+    """The record id of the shipped weights (from ``engines/<model>.json`` and ``<model>.pt``)."""
     if not spec.trained:
         return "baseline (no weights)"
-    record = spec.training_record() or {}
-    digest = hashlib.sha256(spec.weights_path().read_bytes()).hexdigest()[:16]
-    return f"git {record.get('git_commit', 'unknown')}, weights sha256 {digest}"
+    return record_id((spec.training_record() or {}).get("git_commit", "unknown"), spec.weights_path())
 
 
 def export_onnx(model: str, variant: str | None = None, out: str | Path | None = None, opset: int = OPSET,
                 module=None, sample_hw: tuple[int, int] = (128, 160), training_record: str | None = None) -> Path:
     """Export ``model`` (shipped weights, or ``module`` if given) to ONNX and return the path.
 
-    ``training_record`` names the training that made ``module``'s weights (default: the shipped
-    weights' record, or "untrained module" when ``module`` is given)."""
+    ``training_record`` names the training that made the weights, e.g. ``record_id(commit, weights)``
+    from a training's ship step (default: the shipped weights' record; "not recorded" for a ``module``
+    given without one)."""
     import onnx
     import torch
 
@@ -42,7 +47,7 @@ def export_onnx(model: str, variant: str | None = None, out: str | Path | None =
     variant = spec.check_variant(variant)
     out = Path(out) if out else spec.onnx_path(variant)
     if training_record is None:
-        training_record = "untrained module" if module is not None else None
+        training_record = "not recorded (module given to export_onnx)" if module is not None else None
     module = (module or spec.build(variant)).eval().float()
     if training_record is None:  # the shipped weights were just loaded
         training_record = training_record_id(spec)

@@ -31,4 +31,7 @@ def test_export_writes_the_facts(tmp_path):
                        sample_hw=(32, 48))
     meta = read_metadata(path)
     assert meta["model"] == "ddcgan" and meta["variant"] == "x1" and meta["ir_scale"] == "1"
-    assert meta["pad_multiple"] == "4" and meta["training_record"] == "untrained module"
+    assert meta["pad_multiple"] == "4" and meta["training_record"] == "not recorded (module given to export_onnx)"
+    path = export_onnx("ddcgan", "x1", out=tmp_path / "g.onnx", module=spec.build("x1", load_weights=False),
+                       sample_hw=(32, 48), training_record="git abc, weights sha256 0123")
+    assert read_metadata(path)["training_record"] == "git abc, weights sha256 0123"
