@@ -11,7 +11,7 @@ import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.backends.base import Fuser
-from streamfuse.models.registry import GRAPH_FACTS, graph_not_found, spec_for_graph
+from streamfuse.models.registry import GRAPH_FACTS, graph_not_found, install_hint, spec_for_graph
 
 
 class OpenVinoFuser(Fuser):
@@ -22,7 +22,7 @@ class OpenVinoFuser(Fuser):
         try:
             import openvino as ov
         except ImportError as exc:
-            raise StreamfuseError("the openvino backend needs OpenVINO: pip install -e '.[openvino]'") from exc
+            raise StreamfuseError(f"the openvino backend needs OpenVINO: {install_hint('openvino')}") from exc
         if device != "cpu":
             raise StreamfuseError(f"the openvino backend runs on device 'cpu' here, not '{device}'")
         path = Path(onnx_path) if onnx_path else spec.onnx_path(variant)

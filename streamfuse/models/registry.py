@@ -52,6 +52,11 @@ def engine_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "streamfuse" / "engines"
 
 
+def install_hint(extra: str) -> str:
+    """How to add an optional extra here: editable in a source checkout, from the index otherwise."""
+    return f"pip install -e '.[{extra}]'" if (REPO_DIR / "pyproject.toml").is_file() else f"pip install 'streamfuse[{extra}]'"
+
+
 def cli_command() -> str:
     """How to call the command line here: ``python run.py`` in a source checkout, else the installed script."""
     run_py = REPO_DIR / "run.py"
@@ -120,7 +125,7 @@ class ModelSpec:
         except ModuleNotFoundError as exc:
             if exc.name == "torch":
                 raise StreamfuseError(
-                    f"model '{self.name}' on the torch backend needs PyTorch: pip install -e '.[torch]'"
+                    f"model '{self.name}' on the torch backend needs PyTorch: {install_hint('torch')}"
                 ) from exc
             raise
         model = builder(variant=variant)
@@ -197,7 +202,7 @@ def graph_not_found(path: str | Path, spec: ModelSpec | None = None) -> str:
     if spec.trained and not spec.weights_path().exists():
         hint = weights_hint(spec)
     elif importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
-        hint = f"exporting it needs PyTorch and onnx: pip install 'streamfuse[torch]', then {cli_command()} export --model {spec.name}"
+        hint = f"exporting it needs PyTorch and onnx: {install_hint('torch')}, then {cli_command()} export --model {spec.name}"
     else:
         hint = f"export it: {cli_command()} export --model {spec.name}"
     if os.environ.get("STREAMFUSE_ENGINES"):
