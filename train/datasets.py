@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import torch
 
+from streamfuse import REPO_DIR, StreamfuseError
 from streamfuse.color import normalize_ir, split_luma
 from streamfuse.io.images import pair_folders, read_image
-from train.common import REPO
 
-DEFAULT_ROOT = REPO.parent / "shared" / "data" / "train"
+DEFAULT_ROOT = REPO_DIR.parent / "shared" / "data" / "train"
 
 
 def find_pair_dirs(root: Path) -> list[Path]:
@@ -24,15 +24,15 @@ def find_pair_dirs(root: Path) -> list[Path]:
     root = Path(root)
     dirs = sorted({p.parent for p in root.rglob("ir") if (p.parent / "vis").is_dir()})
     if not dirs:
-        raise SystemExit(f"{root}: no <dataset>/ir + <dataset>/vis folders found")
+        raise StreamfuseError(f"{root}: no <dataset>/ir + <dataset>/vis folders found")
     return dirs
 
 
 class PairDataset:
     def __init__(self, root: str | Path = DEFAULT_ROOT, datasets: list[str] | None = None, min_side: int = 0):
-        root = Path(root) if Path(root).is_absolute() else REPO / root
+        root = Path(root) if Path(root).is_absolute() else REPO_DIR / root
         if root.name != "train" and "train" not in root.parts:
-            raise SystemExit(f"{root}: training reads only the training split (…/data/train), never the evaluation pairs")
+            raise StreamfuseError(f"{root}: training reads only the training split (…/data/train), never the evaluation pairs")
         self.pairs: list[tuple[str, np.ndarray, np.ndarray]] = []
         for d in find_pair_dirs(root):
             if datasets and d.name not in datasets:
@@ -46,7 +46,7 @@ class PairDataset:
                 if min(ir.shape) >= min_side:
                     self.pairs.append((f"{d.name}/{stem}", ir, vis))
         if not self.pairs:
-            raise SystemExit(f"{root}: no usable training pairs")
+            raise StreamfuseError(f"{root}: no usable training pairs" + (f" in datasets {datasets}" if datasets else ""))
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -82,3 +82,21 @@ class PairDataset:
             irs.append(np.ascontiguousarray(a))
             viss.append(np.ascontiguousarray(b))
         return torch.from_numpy(np.stack(irs))[:, None], torch.from_numpy(np.stack(viss))[:, None]
+
+
+class PairPatches:
+    """The default training data: a batch of random patches per step (``PairConfig`` keys)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.pairs = PairDataset(cfg.data_root, cfg.datasets)
+
+    def sample(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pairs.sample_batch(self.cfg.batch_size, self.cfg.patch, rng, self.cfg.gain_range)
+
+    def record(self) -> dict:
+        per_dataset: dict[str, int] = {}
+        for name in self.pairs.names():
+            per_dataset[name.split("/")[0]] = per_dataset.get(name.split("/")[0], 0) + 1
+        return {"root": self.cfg.data_root, "pairs": len(self.pairs), "pairs_per_dataset": per_dataset,
+                "patch": self.cfg.patch, "batch_size": self.cfg.batch_size}

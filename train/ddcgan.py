@@ -16,15 +16,12 @@ Per step, on a batch of aligned random patches (IR i at full patch size, visible
   generator gets extra updates; each at most ``max_extra`` times per step.
 - Optimiser RMSprop for G and both D, lr 0.002 with exponential decay (the paper's rate),
   lr = lr0 * decay_rate ** (step / decay_steps).
-- lambda 20 in the CPU config instead of the paper's 0.8: the reason and the measurement are in
-  train/configs/ddcgan.yaml.
-- ``tv_target: stronger`` in the CPU config (the paper: ``vis``): the gradient term pulls the fused
-  gradient towards, per pixel, the stronger of the visible's and the seen IR's gradients
-  (content_loss); with the paper's term the fused image lost the texture only the IR shows and beat
-  max fusion on none of the 8 metrics over the 74 evaluation pairs (train/configs/ddcgan.yaml).
-  ``gain_range``: random per-source gains on the crops (train/datasets.py).
-- The generator snapshot with the lowest content loss on fixed 256x256 crops of the training split
-  is shipped (``select_by_validation``); the evaluation pairs are never looked at.
+- ``tv_target: stronger`` (the paper: ``vis``): the gradient term pulls the fused gradient towards,
+  per pixel, the stronger of the visible's and the seen IR's gradients (content_loss), so texture
+  only the IR shows is kept. Why the CPU config uses it and lambda 20 instead of the paper's 0.8:
+  docs/results.md, "Training history".
+- ``validation_loss``: the paper's content loss on fixed 256x256 crops of the training split (never
+  the evaluation pairs), for ``select_by_validation``.
 - ``warmup_steps``: the first steps train G on L_con alone (no adversarial term, no D updates), a
   CPU-schedule addition so that the short adversarial phase starts from a sensible fusion instead of
   noise; 0 in the paper config.
@@ -36,21 +33,35 @@ so real and fused batches never share batch statistics.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from streamfuse.export.onnx import export_onnx
 from streamfuse.models.ddcgan import VARIANT_RATIO, DDcGANGenerator
-from train.common import REPO, LossLog, TrainClock, load_checkpoint, save_checkpoint, seed_everything, write_record
-from train.datasets import PairDataset
+from train import harness
+from train.config import PairConfig
 from train.losses import gradient, stronger_gradient
 
-LOG_FIELDS = ["lr", "ratio", "loss_g", "adv_g", "con", "int", "tv", "loss_dv", "loss_di", "extra_d", "extra_g"]
+
+@dataclass(kw_only=True)
+class Config(PairConfig):
+    warmup_steps: int = 0  # the first steps train G on the content loss alone (no D)
+    same_res_fraction: float  # share of steps with a full-size IR (variant x1, same weights)
+    lam: float  # lambda, weight of the content loss against the adversarial loss
+    eta: float  # weight of the gradient (TV) term inside the content loss
+    tv_target: Literal["vis", "stronger"] = "vis"
+    lr: float
+    decay_rate: float  # lr = lr0 * decay_rate ** (step / decay_steps)
+    decay_steps: int
+    d_max: float  # a D loss above this: D fails, gets extra updates
+    g_max: float  # G's adversarial loss above this: D wins, G gets extra updates
+    max_extra: int  # extra updates per step at most
+    val_batch: int = 16  # validation crops of the training split (select_by_validation)
+    val_patch: int = 256
 
 
 class Discriminator(nn.Module):
@@ -117,24 +128,24 @@ def g_adv_loss(dv: nn.Module, di: nn.Module, f: torch.Tensor) -> torch.Tensor:
             + F.binary_cross_entropy_with_logits(li, torch.ones_like(li)))
 
 
-class Trainer:
-    """The three networks, their optimisers and one training step (also used by the tests)."""
+class Trainer(harness.Trainer):
+    """The three networks, their optimisers and one training step."""
 
-    def __init__(self, cfg: dict, device: str = "cpu"):
-        self.cfg = cfg
-        self.device = device
+    def __init__(self, cfg: Config, data, device: str):
+        self.cfg, self.data, self.device = cfg, data, device
         self.g = DDcGANGenerator(ratio=4).to(device)
         self.dv = Discriminator().to(device)
         self.di = Discriminator().to(device)
-        lr = float(cfg["lr"])
-        self.opt_g = torch.optim.RMSprop(self.g.parameters(), lr=lr)
-        self.opt_dv = torch.optim.RMSprop(self.dv.parameters(), lr=lr)
-        self.opt_di = torch.optim.RMSprop(self.di.parameters(), lr=lr)
+        self.opt_g = torch.optim.RMSprop(self.g.parameters(), lr=cfg.lr)
+        self.opt_dv = torch.optim.RMSprop(self.dv.parameters(), lr=cfg.lr)
+        self.opt_di = torch.optim.RMSprop(self.di.parameters(), lr=cfg.lr)
         self.optimizers = {"g": self.opt_g, "dv": self.opt_dv, "di": self.opt_di}
         self.modules = {"g": self.g, "dv": self.dv, "di": self.di}
+        self.shipped = self.g
+        self.val_batch = None
 
     def set_lr(self, step: int) -> float:
-        lr = float(self.cfg["lr"]) * float(self.cfg["decay_rate"]) ** (step / float(self.cfg["decay_steps"]))
+        lr = self.cfg.lr * self.cfg.decay_rate ** (step / self.cfg.decay_steps)
         for opt in self.optimizers.values():
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -146,9 +157,9 @@ class Trainer:
 
     def g_losses(self, ir: torch.Tensor, vis: torch.Tensor, ratio: int, adversarial: bool):
         f = self.g(self.generator_input(ir, ratio), vis)
-        con, intensity, tv = content_loss(f, ir, vis, ratio, float(self.cfg["eta"]), self.cfg.get("tv_target", "vis"))
+        con, intensity, tv = content_loss(f, ir, vis, ratio, self.cfg.eta, self.cfg.tv_target)
         adv = g_adv_loss(self.dv, self.di, f) if adversarial else torch.zeros((), device=f.device)
-        return f, adv + float(self.cfg["lam"]) * con, adv, con, intensity, tv
+        return f, adv + self.cfg.lam * con, adv, con, intensity, tv
 
     def g_update(self, ir, vis, ratio, adversarial):
         out = self.g_losses(ir, vis, ratio, adversarial)
@@ -164,7 +175,13 @@ class Trainer:
         opt.step()
         return loss.item()
 
-    def step(self, ir: torch.Tensor, vis: torch.Tensor, ratio: int, adversarial: bool = True) -> dict:
+    def step(self, i, batch, rng, gen) -> dict[str, float]:
+        lr = self.set_lr(i)
+        ratio = 1 if rng.random() < self.cfg.same_res_fraction else 4
+        return {"lr": lr, **self.update(*batch, ratio, adversarial=i >= self.cfg.warmup_steps)}
+
+    def update(self, ir: torch.Tensor, vis: torch.Tensor, ratio: int, adversarial: bool = True) -> dict:
+        """D updates (with the balance rule's extras), then G updates, on one batch."""
         cfg = self.cfg
         ir, vis = ir.to(self.device), vis.to(self.device)
         extra_d = extra_g = 0
@@ -177,122 +194,34 @@ class Trainer:
             loss_dv = self.d_update(self.dv, self.opt_dv, real_v, fake_v)
             loss_di = self.d_update(self.di, self.opt_di, real_i, fake_i)
             # D fails to tell real from fused: train it more (the paper's balance rule)
-            for _ in range(int(cfg["max_extra"])):
-                if loss_dv <= cfg["d_max"] and loss_di <= cfg["d_max"]:
+            for _ in range(cfg.max_extra):
+                if loss_dv <= cfg.d_max and loss_di <= cfg.d_max:
                     break
-                if loss_dv > cfg["d_max"]:
+                if loss_dv > cfg.d_max:
                     loss_dv = self.d_update(self.dv, self.opt_dv, real_v, fake_v)
                     extra_d += 1
-                if loss_di > cfg["d_max"]:
+                if loss_di > cfg.d_max:
                     loss_di = self.d_update(self.di, self.opt_di, real_i, fake_i)
                     extra_d += 1
         f, loss_g, adv, con, intensity, tv = self.g_update(ir, vis, ratio, adversarial)
         # D wins: train G more
-        while adversarial and adv.item() > cfg["g_max"] and extra_g < int(cfg["max_extra"]):
+        while adversarial and adv.item() > cfg.g_max and extra_g < cfg.max_extra:
             f, loss_g, adv, con, intensity, tv = self.g_update(ir, vis, ratio, adversarial)
             extra_g += 1
         return {"ratio": ratio, "loss_g": loss_g.item(), "adv_g": adv.item(), "con": con.item(), "int": intensity.item(),
                 "tv": tv.item(), "loss_dv": loss_dv, "loss_di": loss_di, "extra_d": extra_d, "extra_g": extra_g}
 
+    def validation_loss(self, module: DDcGANGenerator) -> float:
+        """The paper's content loss (x4, eval mode) on ``val_batch`` fixed ``val_patch`` crops of the training split."""
+        if self.val_batch is None:
+            self.val_batch = self.data.pairs.sample_batch(self.cfg.val_batch, self.cfg.val_patch,
+                                                          np.random.default_rng(self.cfg.seed + 1))
+        ir, vis = self.val_batch
+        module.eval()
+        module.ratio = 4
+        with torch.no_grad():
+            return float(content_loss(module(psi(ir), vis), ir, vis, 4, self.cfg.eta, self.cfg.tv_target)[0])
 
-def final_losses(log_path: Path, window: int) -> dict:
-    """Mean of each loss over the logged multi-resolution steps within the last ``window`` steps."""
-    import csv
-
-    with log_path.open() as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {}
-    last = int(rows[-1]["step"])
-    rows = [r for r in rows if int(r["step"]) > last - window and r["ratio"] == "4"]
-    keys = ("loss_g", "adv_g", "con", "int", "tv", "loss_dv", "loss_di")
-    return {k: float(np.nanmean([float(r[k]) for r in rows])) if rows else float("nan") for k in keys}
-
-
-def validation_loss(g: DDcGANGenerator, ir: torch.Tensor, vis: torch.Tensor, eta: float, tv_target: str) -> float:
-    g.eval()
-    g.ratio = 4
-    with torch.no_grad():
-        return float(content_loss(g(psi(ir), vis), ir, vis, 4, eta, tv_target)[0])
-
-
-def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = False) -> None:
-    torch.set_num_threads(int(cfg.get("threads", 1)))
-    seed_everything(int(cfg["seed"]))
-    rng = np.random.default_rng(int(cfg["seed"]))
-    data = PairDataset(cfg["data_root"], cfg.get("datasets"))
-    trainer = Trainer(cfg, device)
-    ckpt = run_dir / "checkpoint.pt"
-    start, spent = 0, 0.0
-    if resume and ckpt.exists():
-        start = load_checkpoint(ckpt, trainer.modules, trainer.optimizers)
-        extra = torch.load(ckpt, map_location="cpu", weights_only=False)
-        rng.bit_generator.state = extra["batch_rng"]
-        spent = float(extra["train_seconds"])
-    log = LossLog(run_dir / "losses.csv", LOG_FIELDS)
-    steps, batch, patch = int(cfg["steps"]), int(cfg["batch_size"]), int(cfg["patch"])
-    clock = TrainClock(cfg, spent)
-    step = start
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="ddcgan", unit="step")
-    for step in bar:
-        lr = trainer.set_lr(step)
-        ir, vis = data.sample_batch(batch, patch, rng, cfg.get("gain_range"))
-        ratio = 1 if rng.random() < float(cfg["same_res_fraction"]) else 4
-        values = trainer.step(ir, vis, ratio, adversarial=step >= int(cfg["warmup_steps"]))
-        if (step + 1) % int(cfg["log_every"]) == 0 or step + 1 == steps:
-            log.write(step + 1, {"lr": lr, **values})
-            bar.set_postfix(g=f"{values['loss_g']:.3f}", con=f"{values['con']:.4f}", dv=f"{values['loss_dv']:.2f}",
-                            di=f"{values['loss_di']:.2f}")
-        done = step + 1
-        out_of_time = clock.out_of_time("ddcgan", done)
-        if done % int(cfg["checkpoint_every"]) == 0 or done == steps or out_of_time:
-            save_checkpoint(ckpt, done, trainer.modules, trainer.optimizers,
-                            {"batch_rng": rng.bit_generator.state, "train_seconds": clock.seconds()})
-        if done % int(cfg["snapshot_every"]) == 0:  # generator-only snapshots, to see how training evolves
-            torch.save(trainer.g.state_dict(), run_dir / f"g_{done:05d}.pt")
-        if out_of_time:
-            break
-    else:
-        done = steps
-    log.close()
-    seconds = clock.seconds()
-    final = final_losses(run_dir / "losses.csv", int(cfg["final_window"]))
-
-    # Early stopping on the paper's objective: the generator snapshot (or the final weights) with the
-    # lowest content loss on fixed full-context 256x256 crops of the training split is shipped.
-    g = trainer.g.cpu().eval()
-    val_ir, val_vis = data.sample_batch(int(cfg["val_batch"]), int(cfg["val_patch"]), np.random.default_rng(int(cfg["seed"]) + 1))
-    candidates = {int(p.stem[2:]): torch.load(p, map_location="cpu", weights_only=True) for p in sorted(run_dir.glob("g_*.pt"))}
-    candidates[done] = {k: v.clone() for k, v in g.state_dict().items()}
-    validation = {}
-    for snap_step, state in candidates.items():
-        g.load_state_dict(state)
-        validation[snap_step] = validation_loss(g, val_ir, val_vis, float(cfg["eta"]), cfg.get("tv_target", "vis"))
-    shipped_step = min(validation, key=validation.get) if cfg.get("select_by_validation") else done
-    g.load_state_dict(candidates[shipped_step])
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(g.state_dict(), out_dir / "ddcgan.pt")
-    onnx_files = []
-    for variant, ratio in VARIANT_RATIO.items():
-        g.ratio = ratio
-        stem = "ddcgan" if variant == "x4" else f"ddcgan-{variant}"
-        onnx_files.append(export_onnx("ddcgan", variant, out=out_dir / f"{stem}.onnx", module=g).name)
-    g.ratio = 4
-    counts: dict[str, int] = {}
-    for name in data.names():
-        counts[name.split("/")[0]] = counts.get(name.split("/")[0], 0) + 1
-    write_record("ddcgan", cfg, out_dir, {
-        "data": {"root": str(cfg["data_root"]), "pairs": len(data), "pairs_per_dataset": counts},
-        "steps": done, "steps_planned": steps, "resumed_from": start, "batch_size": batch, "patch": patch,
-        "device": device, "train_seconds": round(seconds, 1),
-        "final_losses": {"window_steps": int(cfg["final_window"]), "multi_resolution_steps_mean": final},
-        "validation": {"what": f"paper content loss, eval mode, {cfg['val_batch']} fixed {cfg['val_patch']}x{cfg['val_patch']} "
-                               "crops of the training split, x4", "by_step": validation},
-        "shipped_step": shipped_step,
-        "loss_log": str((run_dir / "losses.csv").relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
-        "onnx": onnx_files,
-        "cut_from_paper": cfg.get("cut_from_paper", ""),
-    })
-    print(f"ddcgan: {done} steps in {seconds:.0f} s, final {final}, shipped step {shipped_step} "
-          f"(validation {validation}) -> {out_dir}")
+    def export_module(self, variant: str) -> DDcGANGenerator:
+        self.g.ratio = VARIANT_RATIO[variant]
+        return self.g

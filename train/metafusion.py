@@ -26,18 +26,35 @@ centre crop and detaches the contrast sum, so that only the distance-to-average 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from streamfuse.export.onnx import export_onnx
-from streamfuse.models import get_model
 from streamfuse.models.metafusion import VARIANT_SCALES, MetaFusion
-from train.common import REPO, LossLog, TrainClock, load_checkpoint, save_checkpoint, seed_everything, write_record
-from train.datasets import PairDataset
+from train import harness
+from train.config import PairConfig
+
+
+@dataclass(kw_only=True)
+class Config(PairConfig):
+    channels: int  # feature width (the registry builds 16)
+    blocks: int  # feature extraction blocks per source
+    rcms: int  # residual compensation modules
+    ir_scales: list[float]  # the IR input is the HR patch down-scaled by one of these
+    vis_scales: list[float]
+    vis_full_prob: float  # share of steps with the visible at full size
+    lr: float
+    meta_lr_mult: float  # lr of the meta-weight MLPs = lr x this
+    weight_decay: float
+    finetune_steps: int  # phase 2 after ``steps``: + contrast loss
+    contrast_lambda: float
+    contrast_radius: int
+    contrast_offsets: int  # partners q drawn per step from the (2R+1)^2 window
+
+    def total_steps(self) -> int:
+        return self.steps + self.finetune_steps
 
 
 def lr_size(patch: int, r: float) -> int:
@@ -51,9 +68,9 @@ def downsample(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
 
-def draw_scales(cfg: dict, rng: np.random.Generator) -> tuple[float, float]:
-    r_ir = float(rng.choice(cfg["ir_scales"]))
-    r_vis = 1.0 if rng.random() < float(cfg["vis_full_prob"]) else float(rng.choice(cfg["vis_scales"]))
+def draw_scales(cfg: Config, rng: np.random.Generator) -> tuple[float, float]:
+    r_ir = float(rng.choice(cfg.ir_scales))
+    r_vis = 1.0 if rng.random() < cfg.vis_full_prob else float(rng.choice(cfg.vis_scales))
     return r_ir, r_vis
 
 
@@ -100,102 +117,57 @@ def compute_losses(model: MetaFusion, ir_hr, vis_hr, r_ir: float, r_vis: float, 
     return out
 
 
-def build_model(cfg: dict) -> MetaFusion:
-    return MetaFusion(channels=int(cfg["channels"]), blocks=int(cfg["blocks"]), rcms=int(cfg["rcms"]))
+def build_model(cfg: Config) -> MetaFusion:
+    return MetaFusion(channels=cfg.channels, blocks=cfg.blocks, rcms=cfg.rcms)
 
 
-def make_optimizer(model: MetaFusion, cfg: dict) -> torch.optim.Adam:
+def make_optimizer(model: MetaFusion, cfg: Config) -> torch.optim.Adam:
     """Adam; the meta-weight MLPs at ``meta_lr_mult`` x lr: each of their last-layer weights moves a
     whole predicted conv kernel, and at the full lr the first steps diverged (loss 1.7 -> 4.5)."""
     meta = [p for name, p in model.named_parameters() if ".mlp." in name]
     rest = [p for name, p in model.named_parameters() if ".mlp." not in name]
-    lr = float(cfg["lr"])
-    return torch.optim.Adam([{"params": rest, "lr": lr}, {"params": meta, "lr": lr * float(cfg["meta_lr_mult"])}],
-                            weight_decay=float(cfg["weight_decay"]))
+    return torch.optim.Adam([{"params": rest, "lr": cfg.lr}, {"params": meta, "lr": cfg.lr * cfg.meta_lr_mult}],
+                            weight_decay=cfg.weight_decay)
 
 
-def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = False) -> None:
-    torch.set_num_threads(int(cfg.get("threads", 1)))
-    seed_everything(int(cfg["seed"]))
-    rng = np.random.default_rng(int(cfg["seed"]))
-    data = PairDataset(cfg["data"])
-    model = build_model(cfg).to(device).train()
-    opt = make_optimizer(model, cfg)
-    ckpt = run_dir / "checkpoint.pt"
-    start, earlier_seconds = 0, 0.0
-    if resume and ckpt.exists():
-        start = load_checkpoint(ckpt, {"model": model}, {"opt": opt})
-        extra = torch.load(ckpt, map_location="cpu", weights_only=False)
-        rng.bit_generator.state = extra["data_rng"]
-        earlier_seconds = float(extra.get("train_seconds", 0.0))
-    steps, finetune = int(cfg["steps"]), int(cfg["finetune_steps"])
-    total = steps + finetune
-    log = LossLog(run_dir / "losses.csv", ["loss", "sr", "fuse", "contrast", "r_ir", "r_vis"])
-    clock = TrainClock(cfg, earlier_seconds)  # wall time of all runs of this schedule
-    done = start
-    bar = tqdm(range(start, total), initial=start, total=total, desc="metafusion", unit="it")
-    for step in bar:
-        ir_hr, vis_hr = data.sample_batch(int(cfg["batch_size"]), int(cfg["patch"]), rng, cfg.get("gain_range"))
+class Trainer(harness.Trainer):
+    """The model, its optimiser and one step of phase 1 (pixel loss) or phase 2 (+ contrast loss)."""
+
+    def __init__(self, cfg: Config, data, device: str):
+        self.cfg, self.data, self.device = cfg, data, device
+        self.model = build_model(cfg).to(device).train()
+        self.opt = make_optimizer(self.model, cfg)
+        self.modules, self.optimizers, self.shipped = {"model": self.model}, {"opt": self.opt}, self.model
+
+    def step(self, i, batch, rng, gen) -> dict[str, float]:
+        cfg = self.cfg
+        ir_hr, vis_hr = (t.to(self.device) for t in batch)
         r_ir, r_vis = draw_scales(cfg, rng)
-        lam = float(cfg["contrast_lambda"]) if step >= steps else 0.0
-        offsets = draw_offsets(int(cfg["contrast_radius"]), int(cfg["contrast_offsets"]), rng) if lam else ()
-        losses = compute_losses(model, ir_hr.to(device), vis_hr.to(device), r_ir, r_vis, lam, offsets,
-                                int(cfg["contrast_radius"]))
-        opt.zero_grad(set_to_none=True)
+        lam = cfg.contrast_lambda if i >= cfg.steps else 0.0
+        offsets = draw_offsets(cfg.contrast_radius, cfg.contrast_offsets, rng) if lam else ()
+        losses = compute_losses(self.model, ir_hr, vis_hr, r_ir, r_vis, lam, offsets, cfg.contrast_radius)
+        self.opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        opt.step()
-        if (step + 1) % int(cfg["log_every"]) == 0 or step + 1 == total:
-            log.write(step + 1, {**{k: v.item() for k, v in losses.items()}, "r_ir": r_ir, "r_vis": r_vis})
-            bar.set_postfix(loss=f"{losses['loss'].item():.4f}", phase="contrast" if lam else "pixel")
-        done = step + 1
-        out_of_time = clock.out_of_time("metafusion", done)
-        if done % int(cfg["checkpoint_every"]) == 0 or done == total or out_of_time:
-            save_checkpoint(ckpt, done, {"model": model}, {"opt": opt},
-                            {"data_rng": rng.bit_generator.state, "train_seconds": clock.seconds()})
-        if out_of_time:
-            break
-    log.close()
-    seconds = clock.seconds()  # all runs of this schedule (resumes included)
-    final = evaluate(model, data, cfg)
-    ship(model, cfg, out_dir, run_dir, {"pairs": len(data), "steps": steps, "finetune_steps": finetune,
-                                        "steps_done": done, "resumed_from": start,
-                                        "device": device, "train_seconds": round(seconds, 1),
-                                        "final_losses_fixed_batch": final})
-    print(f"metafusion: {done} steps ({done - start} this run), {seconds:.0f} s training in all, final {final} -> {out_dir}")
+        self.opt.step()
+        return {"loss": losses["loss"].item(), "sr": losses["sr"].item(), "fuse": losses["fuse"].item(),
+                "contrast": losses["contrast"].item() if lam else float("nan"), "r_ir": r_ir, "r_vis": r_vis}
 
-
-def evaluate(model: MetaFusion, data: PairDataset, cfg: dict) -> dict:
-    """Loss terms on one fixed batch (seed 0) at IR scales 1, 2 and 4 with the visible at full size."""
-    rng = np.random.default_rng(0)
-    ir_hr, vis_hr = data.sample_batch(8, int(cfg["patch"]), rng)
-    offsets = draw_offsets(int(cfg["contrast_radius"]), int(cfg["contrast_offsets"]), rng)
-    model.train()  # plain forward (no frozen weights)
-    with torch.no_grad():
+    def final_metrics(self) -> dict:
+        """Loss terms on one fixed batch (seed 0) at IR scales 1, 2 and 4 with the visible at full size."""
+        cfg = self.cfg
+        rng = np.random.default_rng(0)
+        ir_hr, vis_hr = (t.to(self.device) for t in self.data.pairs.sample_batch(8, cfg.patch, rng))
+        offsets = draw_offsets(cfg.contrast_radius, cfg.contrast_offsets, rng)
+        self.model.train()  # plain forward (no frozen weights)
         out = {}
-        for r in (1, 2, 4):
-            terms = compute_losses(model, ir_hr, vis_hr, r, 1.0, float(cfg["contrast_lambda"]), offsets,
-                                   int(cfg["contrast_radius"]))
-            out.update({f"{k}_x{r}": round(v.item(), 5) for k, v in terms.items()})
-    return out
+        with torch.no_grad():
+            for r in (1, 2, 4):
+                terms = compute_losses(self.model, ir_hr, vis_hr, r, 1.0, cfg.contrast_lambda, offsets, cfg.contrast_radius)
+                out.update({f"{k}_x{r}": round(v.item(), 5) for k, v in terms.items()})
+        return out
 
-
-def ship(model: MetaFusion, cfg: dict, out_dir: Path, run_dir: Path, extra: dict) -> None:
-    """engines/metafusion.pt, one ONNX per variant (same weights, meta-weights frozen per scale), record."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, out_dir / "metafusion.pt")
-    spec = get_model("metafusion")
-    onnx_files = []
-    for variant in spec.variants:
-        module = build_model(cfg).freeze(VARIANT_SCALES[variant])
-        module.load_state_dict(state)
-        stem = "metafusion" if variant == spec.default_variant else f"metafusion-{variant}"
-        onnx_files.append(export_onnx("metafusion", variant, out=out_dir / f"{stem}.onnx", module=module.eval()).name)
-    csv_path = run_dir / "losses.csv"
-    write_record("metafusion", cfg, out_dir, {
-        "data": {"root": cfg["data"], "pairs": extra.pop("pairs"), "patch": int(cfg["patch"]),
-                 "batch_size": int(cfg["batch_size"])},
-        **extra,
-        "loss_log": str(csv_path.relative_to(REPO)) if csv_path.is_relative_to(REPO) else str(csv_path),
-        "onnx": onnx_files,
-    })
+    def export_module(self, variant: str) -> MetaFusion:
+        """A copy with the meta-weights frozen for the variant's IR scale (same weights)."""
+        module = build_model(self.cfg).freeze(VARIANT_SCALES[variant])
+        module.load_state_dict({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+        return module

@@ -14,35 +14,35 @@ Losses (least squares with soft labels, as in FusionGAN, which TLGAN builds on):
   |grad| the Sobel magnitude, and
   G1: anchor ir, (a, b) = (ir, vis);  G2: anchor vis, (a, b) = (vis, ir);  G3: anchor f1, (a, b) = (f1, f2).
 
-Deviation in the content's gradient term (why). The paper's FusionGAN form is
-lam * ||lap f - lap other||^2 (the other source's Laplacian; for G3, G2's output). Trained here for
-500 steps (the first phase of the shipped run, see train/configs/tlgan.yaml) it gave an image that
-was the IR with faint visible detail: on the evaluation pairs (TNO, RoadScene, KAIST, M3SVD, every
-2nd) it beat average fusion on 3 of 8 metrics (SD, SF, AG), its correlation with the IR reached
-0.993 on one image, and MI, Qabf, VIF and SCD fell below average fusion. The Laplacian's small
-response at the frequencies where most image structure lives lets the IR intensity term win; and at
-layer 2, G2's gradients are the IR's again, so the visible detail G1 added was lost. Matching the
-Sobel magnitude of the stronger source edge (per pixel, L1) keeps the anchor's intensity (thermal
-targets) while every generator must carry both sources' edges.
-
-Second deviation, G3's intensity anchor (``g3_anchor``). With f1 as the anchor (``f1``, used for the
-first 3114 steps of an earlier run) the output follows G1's IR intensity: over the 74 evaluation pairs
-three RoadScene images, whose IR has twice the visible's contrast, came out as near-copies of the IR
-(correlation 0.984-0.988). ``mean`` anchors G3 on (f1 + f2) / 2, G1's IR-anchored and G2's
-visible-anchored outputs, so layer 2 blends both layer-1 results as the two-layer design intends.
-The shipped weights come from one run from scratch with both deviations (train/configs/tlgan.yaml).
+Two deviations from the paper, both in the content loss (why, with the measurements: docs/results.md,
+"Training history"): the gradient term matches the Sobel magnitude of the stronger source edge per
+pixel (L1) instead of FusionGAN's ||lap f - lap other||^2, and ``g3_anchor: mean`` anchors G3's
+intensity on (f1 + f2) / 2 instead of f1 (``g3_anchor: f1``).
 """
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from streamfuse.models.tlgan import TLGAN, Generator
-from train.gan_loop import train_gan
+from train import harness
+from train.config import PairConfig
 from train.losses import sobel_magnitude
+
+
+@dataclass(kw_only=True)
+class Config(PairConfig):
+    lr_g: float
+    lr_d: float
+    beta1: float = 0.5  # Adam's first beta, generators and discriminators
+    d_steps: int = 1  # discriminator updates per generator update
+    zeta: float  # weight of the content loss against the adversarial loss
+    lam: float  # weight of the gradient term inside the content loss
+    g3_anchor: Literal["f1", "mean"] = "f1"  # G3's intensity anchor: G1's output, or the mean of G1's and G2's
 
 REAL = (0.7, 1.2)
 FAKE = (0.0, 0.3)
@@ -82,30 +82,24 @@ def content_loss(f: torch.Tensor, anchor: torch.Tensor, a: torch.Tensor, b: torc
     return F.mse_loss(f, anchor) + lam * F.l1_loss(sobel_magnitude(f), target)
 
 
-class TLGANTrainer:
-    """Networks, optimisers and one training step; kept apart from the loop so tests can step it."""
+class Trainer(harness.Trainer):
+    """The three generators (G1 and G3 ship as TLGAN), three discriminators and one training step."""
 
-    def __init__(self, cfg: dict, device: str = "cpu"):
-        patch = int(cfg["patch"])
+    def __init__(self, cfg: Config, data, device: str):
         self.device = device
-        self.zeta, self.lam = float(cfg["zeta"]), float(cfg["lam"])
+        self.zeta, self.lam = cfg.zeta, cfg.lam
         self.model = TLGAN().to(device)  # G1 and G3: what ships
         self.g2 = Generator().to(device)
-        self.d = nn.ModuleList(Discriminator(patch) for _ in range(3)).to(device)
-        betas = (float(cfg.get("beta1", 0.5)), 0.999)
+        self.d = nn.ModuleList(Discriminator(cfg.patch) for _ in range(3)).to(device)
+        betas = (cfg.beta1, 0.999)
         gens = [*self.model.parameters(), *self.g2.parameters()]
-        self.opt_g = torch.optim.Adam(gens, lr=float(cfg["lr_g"]), betas=betas)
-        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=float(cfg["lr_d"]), betas=betas)
-        self.d_steps = int(cfg.get("d_steps", 1))
-        self.g3_anchor = cfg.get("g3_anchor", "f1")
-        if self.g3_anchor not in ("f1", "mean"):
-            raise ValueError(f"g3_anchor: expected 'f1' or 'mean', got {self.g3_anchor!r}")
-
-    def modules(self) -> dict:
-        return {"model": self.model, "g2": self.g2, "d": self.d}
-
-    def optimizers(self) -> dict:
-        return {"g": self.opt_g, "d": self.opt_d}
+        self.opt_g = torch.optim.Adam(gens, lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
+        self.d_steps = cfg.d_steps
+        self.g3_anchor = cfg.g3_anchor
+        self.modules = {"model": self.model, "g2": self.g2, "d": self.d}
+        self.optimizers = {"g": self.opt_g, "d": self.opt_d}
+        self.shipped = self.model
 
     def generate(self, ir: torch.Tensor, vis: torch.Tensor):
         f1 = self.model.g1(ir, vis)
@@ -137,9 +131,9 @@ class TLGANTrainer:
         out["d"] = out["d1"] + out["d2"] + out["d3"]
         return out
 
-    def step(self, ir: torch.Tensor, vis: torch.Tensor, gen: torch.Generator) -> dict:
+    def step(self, i, batch, rng, gen: torch.Generator) -> dict[str, float]:
         """One D update (d_steps times) and one G update on a batch in [0, 1]; returns the losses."""
-        ir, vis = ir.to(self.device) * 2 - 1, vis.to(self.device) * 2 - 1
+        ir, vis = (t.to(self.device) * 2 - 1 for t in batch)
         self.model.train()
         self.g2.train()
         for _ in range(self.d_steps):
@@ -156,9 +150,3 @@ class TLGANTrainer:
         self.opt_g.step()
         return {k: v.item() for k, v in {**lg, **ld}.items()}
 
-
-LOGGED = ["g", "g1_content", "g2_content", "g3_content", "g1_adv", "g2_adv", "g3_adv", "d", "d1", "d2", "d3"]
-
-
-def train(cfg: dict, device: str, run_dir: Path, out_dir: Path, resume: bool = False) -> None:
-    train_gan("tlgan", TLGANTrainer, LOGGED, cfg, device, run_dir, out_dir, resume)

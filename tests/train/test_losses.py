@@ -4,6 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from synthetic import write_training_split  # noqa: E402
 from train.datasets import PairDataset  # noqa: E402
 from train.losses import ssim, ssim_max_variance, stronger_gradient  # noqa: E402
 
@@ -29,10 +30,8 @@ def test_ssim_max_variance_takes_structure_from_the_busier_source():
     assert ssim(texture, texture).item() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_gain_range_scales_each_source_of_each_crop_independently():
-    if not _has_split():
-        pytest.skip("no ../shared/data/train here")
-    data = PairDataset("../shared/data/train", ["TNO"])
+def test_gain_range_scales_each_source_of_each_crop_independently(tmp_path):
+    data = PairDataset(write_training_split(tmp_path))
     plain_ir, plain_vis = data.sample_batch(1, 32, np.random.default_rng(1))
     ir, vis = data.sample_batch(8, 32, np.random.default_rng(1), gain_range=(0.3, 0.6))
     # the first crop is the same (its gains are drawn after it), darkened by a factor in range per source
@@ -41,7 +40,13 @@ def test_gain_range_scales_each_source_of_each_crop_independently():
     assert ir.max() <= 0.6 and vis.max() <= 0.6 and ir.dtype == torch.float32
 
 
-def _has_split() -> bool:
-    from train.datasets import DEFAULT_ROOT
+def test_pair_dataset_reads_only_a_training_split(tmp_path):
+    from streamfuse import StreamfuseError
 
-    return (DEFAULT_ROOT / "TNO" / "ir").is_dir()
+    split = write_training_split(tmp_path)
+    (tmp_path / "eval").symlink_to(split / "SYN")
+    with pytest.raises(StreamfuseError, match="training reads only the training split"):
+        PairDataset(tmp_path / "eval")
+    with pytest.raises(StreamfuseError, match="no usable training pairs in datasets"):
+        PairDataset(split, ["TNO"])
+    assert len(PairDataset(split)) == 4 and PairDataset(split).names()[0] == "SYN/000"

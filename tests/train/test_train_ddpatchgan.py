@@ -1,14 +1,16 @@
 """train/ddpatchgan.py (named test_train_ddpatchgan.py: see test_train_tlgan.py)."""
+from dataclasses import replace
+
 import pytest
-import yaml
 
 torch = pytest.importorskip("torch")
 
 from synthetic import blob_and_stripes  # noqa: E402
-from train.common import REPO  # noqa: E402
-from train.ddpatchgan import DDPatchGANTrainer, PatchDiscriminator, ir_weight_map  # noqa: E402
+from train.config import read_config  # noqa: E402
+from train.ddpatchgan import PatchDiscriminator, Trainer, ir_weight_map  # noqa: E402
+from train.harness import REPO  # noqa: E402
 
-CFG = yaml.safe_load((REPO / "train" / "configs" / "ddpatchgan.yaml").read_text())
+CFG = read_config(REPO / "train" / "configs" / "ddpatchgan.yaml")
 
 
 def tiny_batch(n=2, size=64, seed=0):
@@ -35,7 +37,7 @@ def test_weight_map_is_ir_average_per_patch():
 
 def test_one_step_lowers_the_losses():
     torch.manual_seed(0)
-    trainer = DDPatchGANTrainer({**CFG, "lr_g": 1e-3, "lr_d": 1e-4}, "cpu")
+    trainer = Trainer(replace(CFG, lr_g=1e-3, lr_d=1e-4), None, "cpu")
     ir, vis = tiny_batch()
 
     def losses():
@@ -44,7 +46,7 @@ def test_one_step_lowers_the_losses():
             return {**trainer.losses_g(ir, vis, fused), **trainer.losses_d(ir, vis, fused)}
 
     before = losses()
-    out = trainer.step(ir, vis)
+    out = trainer.step(0, (ir, vis), None, None)
     after = losses()
     assert set(out) == {"g", "d", "ssim", "mse", "adv_i", "adv_v", "d_i", "d_v"}
     assert after["g"] < before["g"]
