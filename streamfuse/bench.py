@@ -241,8 +241,24 @@ def run_bench(models=("res2netfuse",), backends=ALL_BACKENDS, sizes=DEFAULT_SIZE
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(doc))
+    md = out.with_suffix(".md")
+    md.write_text(markdown(doc) + kept_section(md, BATCH_HEADING))
     return doc
+
+
+BATCH_HEADING = "## Batch"  # measured by hand with `run.py batch` (docs/benchmarks.md), kept across bench runs
+
+
+def kept_section(path: Path, heading: str) -> str:
+    """The section of an existing Markdown file that starts at ``heading`` (to the next '## '), or ''."""
+    if not path.is_file():
+        return ""
+    text = path.read_text()
+    start = text.find("\n" + heading + "\n")
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end >= 0 else len(text)].rstrip("\n") + "\n"
 
 
 def gpu_estimate(rows: list[dict]) -> list[dict]:

@@ -338,6 +338,72 @@ def cmd_run(args) -> int:
     return 130 if stats.stopped_by == "interrupted" else 0
 
 
+# ---------------------------------------------------------------- batch (datasets)
+def add_batch(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = """examples:
+  python run.py batch data/kaist -o out/kaist --model tlgan              # setXX/VYYY/{lwir,visible}, 2 workers here
+  python run.py batch data/ino -o out/ino --layout pairs --workers 4     # <name>_ir.mp4 + <name>_vis.mp4, ir/ + vis/
+  python run.py batch manifest.csv -o out/mine                           # rows: ir,vis,output[,calib,offset_ms]
+  python run.py batch data/kaist -o out/kaist --ray ray://head:10001     # each sequence a Ray task (pip install 'streamfuse[ray]')
+run the same command again after a stop: complete sequences are skipped, the rest redone"""
+    p.add_argument("root", help="dataset folder, or a manifest .csv/.yaml")
+    p.add_argument("-o", "--output", required=True, help="output folder (mirrors the dataset tree)")
+    p.add_argument("--layout", default="auto", choices=["auto", "kaist", "pairs", "manifest"],
+                   help="auto: KAIST and paired videos/folders (default); manifest: ROOT is a CSV/YAML file")
+    p.add_argument("--workers", type=int, help="local worker processes (default: cores / --threads; with --ray, Ray "
+                   "runs as many tasks as the cluster has CPUs)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run each sequence as a Ray task on ADDRESS (default RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--images", action="store_true", help="write frame folders named like the visible frames, not MP4s")
+    p.add_argument("--force", action="store_true", help="redo sequences that are already complete")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate of frame-folder sequences (default 30; KAIST 20)")
+    p.add_argument("--dry-run", action="store_true", help="list the sequences found and stop")
+    p.add_argument("--config", help="YAML file with run options (model, backend, output_options, ...)")
+    p.add_argument("--calib", help="calibration YAML for sequences without their own calibration.yaml")
+    p.add_argument("--model", help="model name (default res2netfuse; see `models`)")
+    p.add_argument("--variant", help="model variant (res2netfuse: l1 | mean)")
+    p.add_argument("--backend", help="auto | onnxruntime | openvino | torch | tensorrt (default auto)")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--precision", help="fp32 | fp16")
+    p.add_argument("--threads", type=int, help="intra-op threads per worker (default 1)")
+    p.add_argument("--onnx", dest="onnx_path", help="run this ONNX graph instead of the shipped one")
+    p.add_argument("--offset-ms", type=float, help="added to IR timestamps where the sequence sets none")
+    p.add_argument("--tolerance-ms", type=float, help="pairing tolerance (default half the slower frame period)")
+    p.add_argument("--mosaic", action="store_true", default=None, help="write IR | visible | fused side by side")
+    p.add_argument("--agc", help="percentiles for 16-bit IR auto gain (default 1,99)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def cmd_batch(args) -> int:
+    from streamfuse import batch
+    from streamfuse.config import FIELDS, make_config
+    from streamfuse.models import get_model
+
+    overrides = {key: getattr(args, key) for key in FIELDS
+                 if hasattr(args, key) and key not in ("output", "progress")}
+    if overrides.get("agc") is not None:
+        overrides["agc"] = list(parse_agc(overrides["agc"]))
+    if args.workers is not None and args.workers < 1:
+        raise StreamfuseError(f"--workers must be >= 1, got {args.workers}")
+    config = make_config(args.config, **overrides)
+    get_model(config.model).check_variant(config.variant)  # a typo fails here, not in every worker
+    sequences = batch.find_sequences(args.root, args.layout)
+    print(batch.describe(sequences), flush=True)
+    if args.dry_run:
+        for s in sequences:
+            print(f"  {s.name}: {s.ir} + {s.vis} ({s.frames if s.frames is not None else '?'} frames)"
+                  + (f" FAILS: {s.problem}" if s.problem else ""))
+        return 0
+    settings = batch.BatchSettings(out_dir=args.output, config=config, images=args.images, force=args.force,
+                                   fps=args.fps)
+    t0 = time.perf_counter()
+    results = batch.run_batch(sequences, settings, workers=args.workers, use_ray=args.ray is not None,
+                              ray_address=args.ray or None, show_progress=args.progress)
+    print(f"batch: {batch.totals(results, time.perf_counter() - t0)}; summary in {Path(args.output) / 'summary.md'}")
+    return 1 if any(r["status"] == "failed" for r in results) else 0
+
+
 # ---------------------------------------------------------------- bench
 def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default="res2netfuse", help="comma-separated model names (default res2netfuse)")
@@ -448,6 +514,8 @@ def cmd_probe(args) -> int:
 
 COMMANDS = {
     "run": (add_run, cmd_run, "fuse an IR and a visible video stream (files, image sequences, RTSP, V4L2)"),
+    "batch": (add_batch, cmd_batch, "fuse whole datasets (KAIST, paired videos/folders, a manifest), resumably, "
+                                    "on local workers or Ray"),
     "bench": (add_bench, cmd_bench, "benchmark model-only, pipeline and serial-loop fps per backend and size"),
     "fuse": (add_fuse, cmd_fuse, "fuse IR/visible image pairs (files or folders paired by stem)"),
     "models": (add_models, cmd_models, "list the registered models and their weights"),

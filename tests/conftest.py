@@ -1,5 +1,9 @@
-"""Shared fixtures. Real data: ../shared/data when present (skipped with a reason otherwise), and
-the bundled sample in streamfuse/data/sample always."""
+"""Shared fixtures and the two test tiers.
+
+Every test runs from a plain clone on the bundled sample (streamfuse/data/sample) or on scenes written
+to tmp_path. The quality tests that need many real pairs take the ``shared_data`` fixture: the
+project's evaluation set ../shared/data, skipped with a reason where it is absent; every test using it
+is marked ``realdata`` (select with ``-m realdata`` / ``-m "not realdata"``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,20 +11,34 @@ from pathlib import Path
 import pytest
 
 from streamfuse import REPO_DIR, SAMPLE_DIR
+from tests.helpers.rtsp import RtspServer, rtsp_server_missing
 
 SHARED_DATA = REPO_DIR.parent / "shared" / "data"
 
 
-def shared_dataset(name: str) -> Path:
-    path = SHARED_DATA / name
-    if not (path / "ir").is_dir():
-        pytest.skip(f"real data {path} not present (../shared/data is the project's evaluation set)")
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (``<dataset>/{ir,vis}`` evaluation pairs and ``train/``), or a skip saying why."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("real data ../shared/data not present (the project's evaluation set)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def train_data(shared_data) -> Path:
+    """The training split ../shared/data/train (the trainers read it; TNO is the smallest set)."""
+    path = shared_data / "train"
+    if not (path / "TNO" / "ir").is_dir():
+        pytest.skip(f"training pairs {path}/TNO not present (../shared/data/train is the project's training split)")
     return path
 
 
 @pytest.fixture
-def tno() -> Path:
-    return shared_dataset("TNO")
+def tno(shared_data) -> Path:
+    path = shared_data / "TNO"
+    if not (path / "ir").is_dir():
+        pytest.skip(f"real data {path} not present (../shared/data is the project's evaluation set)")
+    return path
 
 
 @pytest.fixture
@@ -32,6 +50,9 @@ def sample_images() -> Path:
 def pytest_collection_modifyitems(config, items):
     from streamfuse.backends import cuda_available
 
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realdata)
     if cuda_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs CUDA (no GPU on this machine)")
@@ -40,68 +61,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
-# --- RTSP: a real gst-rtsp-server on 127.0.0.1 (tests/io/rtsp_server.py under the Debian python3-gi) ---
-
-SYSTEM_PYTHON = "/usr/bin/python3"
-RTSP_SERVER_SCRIPT = Path(__file__).parent / "io" / "rtsp_server.py"
-
-
-class RtspServer:
-    """A gst-rtsp-server subprocess: ``play`` = {name: mp4 path} served at rtsp://127.0.0.1:PORT/name,
-    ``record`` = {name: output .h264 path} accepting a publisher. ``stop()`` kills it (a crash, as the
-    client sees it); ``start()`` brings it back on the same port."""
-
-    def __init__(self, play: dict | None = None, record: dict | None = None):
-        self.play, self.record = dict(play or {}), dict(record or {})
-        self.port = 0
-        self.proc = None
-
-    def url(self, name: str) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/{name}"
-
-    def start(self) -> "RtspServer":
-        import subprocess
-        import threading
-
-        cmd = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port)]
-        cmd += [a for name, path in self.play.items() for a in ("--play", f"{name}={path}")]
-        cmd += [a for name, path in self.record.items() for a in ("--record", f"{name}={path}")]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(15)
-        if not line or not line[0].startswith("READY"):
-            self.stop()
-            err = self.proc.stderr.read().strip().splitlines()[-1:] if self.proc.stderr else []
-            raise RuntimeError(f"RTSP server did not start: {' '.join(err) or 'no READY line within 15 s'}")
-        self.port = int(line[0].split()[1])
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def _rtsp_server_missing() -> str | None:
-    import subprocess
-
-    if not Path(SYSTEM_PYTHON).exists():
-        return f"{SYSTEM_PYTHON} not found (gst-rtsp-server runs under the Debian python3-gi)"
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
-                            "from gi.repository import GstRtspServer"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return ("gst-rtsp-server is not installed for the system python (apt-get install python3-gi "
-                "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good,bad}; see .ci/run)")
-    return None
-
-
 @pytest.fixture
 def rtsp_server():
     """Factory: ``rtsp_server(play={...}, record={...})`` -> a started RtspServer; all killed at the end.
     Skips the test, saying why, when gst-rtsp-server is not installed or does not start."""
-    missing = _rtsp_server_missing()
+    missing = rtsp_server_missing()
     if missing:
         pytest.skip(missing)
     servers = []

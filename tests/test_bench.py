@@ -36,3 +36,14 @@ def test_bad_arguments_are_named():
         run_bench(models=["average"], backends=["onnx"], sizes=[(64, 64)], frames=2)
     with pytest.raises(StreamfuseError, match="unknown model 'res2net'"):
         run_bench(models=["res2net"], backends=["onnxruntime"], sizes=[(64, 64)], frames=2)
+
+
+def test_the_batch_section_survives_a_new_bench_table(tmp_path):
+    from streamfuse.bench import BATCH_HEADING, kept_section
+
+    md = tmp_path / "benchmarks.md"
+    assert kept_section(md, BATCH_HEADING) == ""
+    md.write_text("# Benchmarks\n\nold table\n\n## Batch\n\nbatch figures\n\n## Expected GPU speed\n\nestimate\n")
+    assert kept_section(md, BATCH_HEADING) == "\n## Batch\n\nbatch figures\n"
+    md.write_text("# Benchmarks\n\n## Batch\n\nlast section\n")
+    assert kept_section(md, BATCH_HEADING) == "\n## Batch\n\nlast section\n"

@@ -9,6 +9,7 @@ import pytest
 
 from streamfuse import REPO_DIR
 from streamfuse.cli import main
+from tests.helpers.clips import kaist_images, m3svd_frames
 
 
 def run_cli(*args):
@@ -16,22 +17,37 @@ def run_cli(*args):
                           cwd=REPO_DIR, timeout=300)
 
 
-def test_fuse_tno_folder_through_a_subprocess(tno, tmp_path):
-    r = run_cli("fuse", "--ir", tno / "ir", "--vis", tno / "vis", "-o", tmp_path / "out")
+@pytest.fixture
+def pairs(tmp_path):
+    """A folder of real pairs from the bundled sample: the KAIST still (kaist, 640x512) and M3SVD
+    frames 0, 5, 10 (m3svd_00NN, 640x480), as pairs/{ir,vis}/<stem>.png."""
+    root = tmp_path / "pairs"
+    irs, viss = m3svd_frames(11, size=(640, 480))
+    images = {"kaist": kaist_images(), **{f"m3svd_{i:04d}": (irs[i], viss[i]) for i in (0, 5, 10)}}
+    for side in ("ir", "vis"):
+        (root / side).mkdir(parents=True)
+    for stem, (ir, vis) in images.items():
+        cv2.imwrite(str(root / "ir" / f"{stem}.png"), ir)
+        cv2.imwrite(str(root / "vis" / f"{stem}.png"), vis)
+    return root
+
+
+def test_fuse_sample_folder_through_a_subprocess(pairs, tmp_path):
+    r = run_cli("fuse", "--ir", pairs / "ir", "--vis", pairs / "vis", "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     outs = sorted((tmp_path / "out").glob("*.png"))
-    assert len(outs) == 18
-    assert "fused 18 pair(s)" in r.stdout and "ms per pair" in r.stdout
+    assert len(outs) == 4
+    assert "fused 4 pair(s)" in r.stdout and "ms per pair" in r.stdout
     first = cv2.imread(str(outs[0]), cv2.IMREAD_UNCHANGED)
-    src = cv2.imread(str(tno / "vis" / f"{outs[0].stem}.bmp"), cv2.IMREAD_UNCHANGED)
+    src = cv2.imread(str(pairs / "vis" / f"{outs[0].stem}.png"), cv2.IMREAD_UNCHANGED)
     assert first.shape[:2] == src.shape[:2]
 
 
-def test_fuse_one_pair_with_mean_strategy(tno, tmp_path, capsys):
+def test_fuse_one_pair_with_mean_strategy(pairs, tmp_path, capsys):
     out = tmp_path / "f.png"
-    assert main(["fuse", "--ir", str(tno / "ir/Farm.bmp"), "--vis", str(tno / "vis/Farm.bmp"), "-o", str(out),
+    assert main(["fuse", "--ir", str(pairs / "ir/kaist.png"), "--vis", str(pairs / "vis/kaist.png"), "-o", str(out),
                  "--strategy", "mean", "--backend", "onnxruntime"]) == 0
-    assert cv2.imread(str(out)).shape == (371, 472, 3)
+    assert cv2.imread(str(out)).shape == (512, 640, 3)
     assert "res2netfuse/mean" in capsys.readouterr().out
 
 
@@ -42,31 +58,31 @@ def test_models_lists_res2netfuse(capsys):
     assert "metafusion     x1|x2|x4           1/1|1/2|1/4  3/3" in out  # every variant's graph is there
 
 
-def pair_dir(tmp_path, tno, stems):
+def pair_dir(tmp_path, pairs, stems):
     for side in ("ir", "vis"):
         (tmp_path / side).mkdir(parents=True, exist_ok=True)
     for stem, sides in stems.items():
         for side in sides:
-            shutil.copy(tno / side / f"{stem}.bmp", tmp_path / side / f"{stem}.bmp")
+            shutil.copy(pairs / side / f"{stem}.png", tmp_path / side / f"{stem}.png")
     return tmp_path / "ir", tmp_path / "vis"
 
 
-def test_unpaired_stems_are_listed_and_the_rest_fused(tno, tmp_path, caplog):
-    ir, vis = pair_dir(tmp_path, tno, {"DHV_163": ("ir", "vis"), "Farm": ("ir",), "Marne_02": ("vis",)})
+def test_unpaired_stems_are_listed_and_the_rest_fused(pairs, tmp_path, caplog):
+    ir, vis = pair_dir(tmp_path, pairs, {"m3svd_0000": ("ir", "vis"), "kaist": ("ir",), "m3svd_0005": ("vis",)})
     assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "o")]) == 0
     err = caplog.text
-    assert "1 IR file(s) without a partner, skipped: Farm" in err
-    assert "1 visible file(s) without a partner, skipped: Marne_02" in err
-    assert [p.name for p in (tmp_path / "o").iterdir()] == ["DHV_163.png"]
+    assert "1 IR file(s) without a partner, skipped: kaist" in err
+    assert "1 visible file(s) without a partner, skipped: m3svd_0005" in err
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["m3svd_0000.png"]
 
 
-def test_corrupt_image_names_the_file_and_others_still_fused(tno, tmp_path, caplog, capsys):
-    ir, vis = pair_dir(tmp_path, tno, {"DHV_163": ("ir", "vis"), "Farm": ("ir", "vis")})
-    (ir / "Farm.bmp").write_bytes(b"BM this is not a bitmap")
+def test_corrupt_image_names_the_file_and_others_still_fused(pairs, tmp_path, caplog, capsys):
+    ir, vis = pair_dir(tmp_path, pairs, {"m3svd_0000": ("ir", "vis"), "kaist": ("ir", "vis")})
+    (ir / "kaist.png").write_bytes(b"\x89PNG this is not a PNG")
     assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "o")]) == 0
-    assert "Farm.bmp: cannot decode as an IR image" in caplog.text
+    assert "kaist.png: cannot decode as an IR image" in caplog.text
     assert "1 pair(s) failed" in capsys.readouterr().err
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["DHV_163.png"]  # no half-written file
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["m3svd_0000.png"]  # no half-written file
 
 
 @pytest.mark.parametrize("case, expect", [
@@ -78,8 +94,8 @@ def test_corrupt_image_names_the_file_and_others_still_fused(tno, tmp_path, capl
     ("backend", "unknown backend 'onnx'"),
     ("mixed", "must both be files or both be folders"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tno, tmp_path, case, expect):
-    ir, vis, out = tno / "ir/Farm.bmp", tno / "vis/Farm.bmp", tmp_path / "out.png"
+def test_bad_input_is_one_line_and_exit_2(pairs, tmp_path, case, expect):
+    ir, vis, out = pairs / "ir/kaist.png", pairs / "vis/kaist.png", tmp_path / "out.png"
     extra = []
     if case == "missing":
         ir = tmp_path / "nope.png"
@@ -90,14 +106,14 @@ def test_bad_input_is_one_line_and_exit_2(tno, tmp_path, case, expect):
         (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
         ir, vis, out = tmp_path / "a", tmp_path / "b", tmp_path / "o"
     elif case == "no_common":
-        ir, vis = pair_dir(tmp_path, tno, {"Farm": ("ir",), "DHV_163": ("vis",)})
+        ir, vis = pair_dir(tmp_path, pairs, {"kaist": ("ir",), "m3svd_0000": ("vis",)})
         out = tmp_path / "o"
     elif case == "model":
         extra = ["--model", "res2net"]
     elif case == "backend":
         extra = ["--backend", "onnx"]
     elif case == "mixed":
-        ir = tno / "ir"
+        ir = pairs / "ir"
     r = run_cli("fuse", "--ir", ir, "--vis", vis, "-o", out, *extra)
     assert r.returncode == 2
     lines = [l for l in r.stderr.splitlines() if l.startswith("error:")]

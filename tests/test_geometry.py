@@ -6,17 +6,14 @@ import numpy as np
 import pytest
 import yaml
 
-from streamfuse import REPO_DIR, StreamfuseError
+from streamfuse import REPO_DIR, SAMPLE_DIR, StreamfuseError
 from streamfuse.geometry import Registration, apply_homography, scale_matrix
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 H = np.array([[1.9, 0.05, 10.0], [-0.03, 2.05, -7.0], [1e-5, 0.0, 1.0]])  # 640x512 IR -> 1280x1024 visible
 
 
 def real_ir() -> np.ndarray:
-    path = SHARED_DATA / "KAIST" / "ir" / "set08_V000_I02159.png"
-    if not path.is_file():
-        pytest.skip(f"real data {path} not present (../shared/data is the project's evaluation set)")
+    path = SAMPLE_DIR / "images" / "ir" / "set08_V000_I02159.png"  # the bundled KAIST still
     return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
 
 

@@ -1,7 +1,5 @@
 """The GPU-resident stage against the CPU path (cv2.remap / cv2.resize + streamfuse.color + Fuser.fuse),
-on real frames. It runs on the CPU with torch here; the same tests run on CUDA where there is a GPU."""
-from pathlib import Path
-
+on the bundled real frames (streamfuse/data/sample). It runs on the CPU with torch here; the same tests run on CUDA where there is a GPU."""
 import numpy as np
 import pytest
 
@@ -11,20 +9,18 @@ from streamfuse.backends.pytorch import TorchFuser  # noqa: E402
 from streamfuse.color import merge_luma, normalize_ir, split_luma, to_gray  # noqa: E402
 from streamfuse.geometry import Registration  # noqa: E402
 from streamfuse.gpu import GpuFusion  # noqa: E402
-from streamfuse.io.images import read_image  # noqa: E402
 from streamfuse.models import get_model  # noqa: E402
+from tests.helpers.clips import kaist_images, m3svd_frames  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def pair(dataset: str, stem: str, shrink: int = 1):
-    """A real pair; ``shrink`` > 1 takes every n-th pixel to keep the torch-on-CPU runs short."""
-    folder = SHARED_DATA / dataset
-    if not folder.is_dir():
-        pytest.skip(f"real data {folder} not present (../shared/data is the project's evaluation set)")
-    ir = to_gray(read_image(next((folder / "ir").glob(f"{stem}.*"))))
-    vis = read_image(next((folder / "vis").glob(f"{stem}.*")))
+def shrunk(ir, vis, shrink: int = 1):
+    """Every ``shrink``-th pixel, to keep the torch-on-CPU runs short."""
     return np.ascontiguousarray(ir[::shrink, ::shrink]), np.ascontiguousarray(vis[::shrink, ::shrink])
+
+
+def m3svd_pair(index: int, shrink: int = 1):
+    """Frame ``index`` of the bundled M3SVD sample: 640x480, colour visible."""
+    irs, viss = m3svd_frames(index + 1, size=(640, 480))
+    return shrunk(irs[index], viss[index], shrink)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +54,7 @@ def assert_close(out, ref, mean_max: float, abs_max: int):
 
 
 def test_homography_and_resize_match_the_cv2_path(fuser):
-    ir, vis = pair("M3SVD", "0111_1716_0000")  # 640x480 colour
+    ir, vis = m3svd_pair(0)  # 640x480 colour
     calib = rig(640, 480, output_size=[320, 240])
     ref = cpu_path(fuser, calib, ir, vis)
     out = GpuFusion(fuser, Registration.from_dict(calib), device="cpu").process(ir, vis)
@@ -68,7 +64,8 @@ def test_homography_and_resize_match_the_cv2_path(fuser):
 
 
 def test_gray_visible_and_16_bit_ir(fuser):
-    ir8, vis = pair("TNO", "Kaptein_1654", shrink=2)  # 310x225, gray visible
+    ir8, vis = shrunk(*kaist_images(), shrink=2)
+    vis = to_gray(vis)  # 320x256, gray visible
     rng = np.random.default_rng(0)
     ir16 = (ir8.astype(np.uint16) * 257 + rng.integers(0, 200, ir8.shape)).astype(np.uint16)  # radiometric-like
     assert vis.ndim == 2
@@ -79,8 +76,8 @@ def test_gray_visible_and_16_bit_ir(fuser):
 
 
 def test_run_overlaps_in_order_and_follows_size_changes(fuser):
-    small = [pair("M3SVD", f"0111_1716_000{i}", shrink=4) for i in range(2)]
-    larger = pair("M3SVD", "0111_1716_0002", shrink=2)
+    small = [m3svd_pair(i, shrink=4) for i in range(2)]
+    larger = m3svd_pair(2, shrink=2)
     stage = GpuFusion(fuser, device="cpu")
     singles = [stage.process(ir, vis) for ir, vis in small + [larger]]
     streamed = list(GpuFusion(fuser, device="cpu").run(small + [larger]))
@@ -97,7 +94,7 @@ def test_host_only_backend_round_trip(tmp_path, fuser):
     spec = get_model("res2netfuse")
     path = export_onnx("res2netfuse", "l1", out=tmp_path / "r.onnx", module=fuser.module)
     ort_fuser = OnnxRuntimeFuser(spec, "l1", threads=1, onnx_path=path)
-    ir, vis = pair("RoadScene", "FLIR_00211", shrink=2)  # odd size
+    ir, vis = shrunk(*kaist_images(), shrink=3)  # 214x171: odd size
     ref = cpu_path(ort_fuser, None, ir, vis)
     assert_close(GpuFusion(ort_fuser, device="cpu").process(ir, vis), ref, mean_max=0.02, abs_max=1)
 
@@ -106,7 +103,7 @@ def test_host_only_backend_round_trip(tmp_path, fuser):
 def test_on_cuda_matches_the_cpu_path(fuser):
     spec = get_model("res2netfuse")
     cuda_fuser = TorchFuser(spec, "l1", device="cuda", module=fuser.module)
-    ir, vis = pair("M3SVD", "0111_1716_0000")
+    ir, vis = m3svd_pair(0)
     calib = rig(640, 480)
     ref = cpu_path(fuser, calib, ir, vis)
     stage = GpuFusion(cuda_fuser, Registration.from_dict(calib))
@@ -126,7 +123,7 @@ def test_tensorrt_pipeline_end_to_end_on_gpu(tmp_path):
         pytest.skip("engines/res2netfuse.onnx not shipped yet")
     reference = TorchFuser(spec, "l1")
     trt = TensorRTFuser(spec, "l1", precision="fp16", cache_dir=tmp_path)
-    ir, vis = pair("M3SVD", "0111_1716_0000")
+    ir, vis = m3svd_pair(0)
     ref = cpu_path(reference, None, ir, vis)
     outs = list(GpuFusion(trt).run([(ir, vis)] * 3))
     for out in outs:

@@ -16,7 +16,7 @@ import pytest
 from streamfuse import REPO_DIR, StreamfuseError
 from streamfuse.config import RunConfig
 
-from clips import decode_clip, expected_nearest, m3svd_frames, res2netfuse_onnx, write_clip
+from tests.helpers.clips import decode_clip, expected_nearest, m3svd_frames, res2netfuse_onnx, write_clip
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from streamfuse import StreamfuseError
 from streamfuse.io.frame import Frame
 from streamfuse.sync import FramePairer, default_tolerance_ns
 
-from clips import expected_nearest
+from tests.helpers.clips import expected_nearest
 
 MS = 1_000_000
 
@@ -158,7 +158,7 @@ def decode_with_pairer(ir_uri: str, vis_uri: str, **pairer_args) -> tuple[list[t
 
 
 def test_real_streams_at_30_and_25_fps(tmp_path):
-    from clips import m3svd_frames, write_clip
+    from tests.helpers.clips import m3svd_frames, write_clip
 
     ir, vis = m3svd_frames(40)
     write_clip(tmp_path / "ir.mp4", ir[:36], 30)  # 1.2 s
@@ -173,7 +173,7 @@ def test_real_streams_at_30_and_25_fps(tmp_path):
 def test_real_stream_starting_half_a_second_late(tmp_path):
     # The visible camera started 0.5 s after the IR one; each file starts at pts 0 (sources rebase
     # files to their first frame), so the offset (IR pts - 0.5 s = visible pts) lines them up.
-    from clips import m3svd_frames, write_clip
+    from tests.helpers.clips import m3svd_frames, write_clip
 
     ir, vis = m3svd_frames(40)
     write_clip(tmp_path / "ir.mp4", ir[:40], 30)
@@ -185,7 +185,7 @@ def test_real_stream_starting_half_a_second_late(tmp_path):
 
 
 def test_real_streams_at_different_fps_and_a_late_start(tmp_path):
-    from clips import m3svd_frames, write_clip
+    from tests.helpers.clips import m3svd_frames, write_clip
 
     ir, vis = m3svd_frames(40)
     write_clip(tmp_path / "ir.mp4", ir[:40], 30)

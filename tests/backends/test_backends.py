@@ -1,28 +1,33 @@
-"""Every CPU backend runs the shipped Res2NetFuse and agrees with the others on real pairs."""
+"""Every CPU backend runs the shipped Res2NetFuse and agrees with the others on the bundled real pairs."""
 import numpy as np
 import pytest
 
 from streamfuse import StreamfuseError
 from streamfuse.backends import available_backends, load_fuser
 from streamfuse.color import normalize_ir, split_luma
-from streamfuse.io.images import read_image
+from tests.helpers.clips import kaist_images, m3svd_frames
 
-STEMS = ["Kaptein_1654", "Farm", "DHV_163"]  # 620x450, 472x371 colour visible, 280x280
+STEMS = ["kaist", "kaist_odd", "m3svd"]  # the bundled pairs: 640x512, an odd 472x371 crop, 320x240
 
 
-def real_pair(tno, stem):
-    ir = normalize_ir(read_image(tno / "ir" / f"{stem}.bmp"))
-    vis = split_luma(read_image(tno / "vis" / f"{stem}.bmp"))[0]
-    return ir, vis
+def real_pair(stem):
+    if stem == "m3svd":
+        irs, viss = m3svd_frames(1, size=(320, 240))
+        ir, vis = irs[0], viss[0]
+    else:
+        ir, vis = kaist_images()
+        if stem == "kaist_odd":
+            ir, vis = ir[50:421, 60:532], vis[50:421, 60:532]
+    return normalize_ir(ir), split_luma(vis)[0]
 
 
 @pytest.mark.parametrize("variant", ["l1", "mean"])
-def test_onnxruntime_torch_openvino_agree(tno, variant):
+def test_onnxruntime_torch_openvino_agree(variant):
     pytest.importorskip("torch")
     backends = [b for b in ("onnxruntime", "torch", "openvino") if b in available_backends()]
     fusers = {b: load_fuser("res2netfuse", backend=b, device="cpu", variant=variant) for b in backends}
     for stem in STEMS:
-        ir, vis = real_pair(tno, stem)
+        ir, vis = real_pair(stem)
         outs = {b: f.fuse(ir, vis) for b, f in fusers.items()}
         ref = outs["onnxruntime"]
         assert ref.shape == vis.shape and ref.dtype == np.float32
@@ -30,9 +35,9 @@ def test_onnxruntime_torch_openvino_agree(tno, variant):
             assert np.abs(out - ref).max() <= 1e-4, f"{b} vs onnxruntime on {stem}: {np.abs(out - ref).max():.2e}"
 
 
-def test_batch_equals_single(tno):
+def test_batch_equals_single():
     f = load_fuser("res2netfuse", backend="onnxruntime", device="cpu")
-    ir, vis = real_pair(tno, "Kaptein_1654")
+    ir, vis = real_pair("kaist")
     batch = f.fuse(np.stack([ir, ir[::-1]]), np.stack([vis, vis[::-1]]))
     assert np.abs(batch[0] - f.fuse(ir, vis)).max() <= 1e-5
     assert np.abs(batch[1] - f.fuse(ir[::-1], vis[::-1])).max() <= 1e-5

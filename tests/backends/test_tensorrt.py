@@ -2,8 +2,6 @@
 (on a CUDA machine, marker gpu) FP16/FP32 engines of every shipped model against ONNX Runtime."""
 import importlib.util
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +10,9 @@ from streamfuse import StreamfuseError
 from streamfuse.backends import backend_usable, cuda_available, load_fuser
 from streamfuse.models import get_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-from shipped_models import shipped_graphs  # noqa: E402
+from tests.helpers.shipped_models import shipped_graphs
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @pytest.fixture
@@ -83,26 +79,24 @@ def test_auto_falls_back_when_a_backend_cannot_start(engines, caplog):
 
 
 # ---------------------------------------------------------------- on a CUDA machine
-def _real_frames(limit=3):
+def _real_frames(shared_data, limit=3):
     from streamfuse.color import normalize_ir, split_luma
     from streamfuse.evaluation.fp16_report import load_pairs
 
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data {SHARED_DATA} not present")
-    return [(normalize_ir(ir), split_luma(vis)[0]) for _, ir, vis in load_pairs(SHARED_DATA, limit=limit, max_side=640)]
+    return [(normalize_ir(ir), split_luma(vis)[0]) for _, ir, vis in load_pairs(shared_data, limit=limit, max_side=640)]
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 @pytest.mark.parametrize("model, variant", shipped_graphs())
-def test_engine_matches_onnxruntime(model, variant, precision, tmp_path):
+def test_engine_matches_onnxruntime(model, variant, precision, tmp_path, shared_data):
     from streamfuse.backends.tensorrt import TensorRTFuser
     from streamfuse.evaluation.fp16_report import psnr
 
     spec = get_model(model)
     reference = load_fuser(model, backend="onnxruntime", device="cpu", variant=variant)
     trt = TensorRTFuser(spec, variant, device="cuda", precision=precision, cache_dir=tmp_path)
-    for ir, vis in _real_frames():
+    for ir, vis in _real_frames(shared_data):
         ref, out = reference.fuse(ir, vis), trt.fuse(ir, vis)
         assert out.shape == ref.shape
         assert psnr(out, ref, peak=1.0) >= 40.0
@@ -111,14 +105,14 @@ def test_engine_matches_onnxruntime(model, variant, precision, tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("model, variant", shipped_graphs())
-def test_engine_is_reused_and_runs_on_gpu_tensors(model, variant, tmp_path, caplog):
+def test_engine_is_reused_and_runs_on_gpu_tensors(model, variant, tmp_path, caplog, shared_data):
     import torch
 
     from streamfuse.backends.tensorrt import TensorRTFuser
 
     spec = get_model(model)
     first = TensorRTFuser(spec, variant, precision="fp16", cache_dir=tmp_path)
-    ir, vis = _real_frames(1)[0]
+    ir, vis = _real_frames(shared_data, 1)[0]
     expected = first.fuse(ir, vis)
     with caplog.at_level(logging.INFO, logger="streamfuse"):
         second = TensorRTFuser(spec, variant, precision="fp16", cache_dir=tmp_path)
@@ -141,8 +135,7 @@ def test_engine_is_reused_and_runs_on_gpu_tensors(model, variant, tmp_path, capl
 @pytest.mark.parametrize("model, variant", shipped_graphs())
 def test_pipeline_end_to_end_on_tensorrt(model, variant, tmp_path):
     """Real H.264 clips through Pipeline with the FP16 engine: every pair fused and written."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from clips import m3svd_frames, write_clip
+    from tests.helpers.clips import m3svd_frames, write_clip
 
     from streamfuse.backends.tensorrt import TensorRTFuser
     from streamfuse.config import RunConfig

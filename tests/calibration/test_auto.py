@@ -1,7 +1,6 @@
 """calibrate --auto on real registered pairs warped by known homographies (rotation up to 5 deg,
 scale 0.8-1.25, shift up to 10%, another resolution). A fixed-seed subset here; the full
 distribution over every pair: python -m streamfuse.calibration.bench (docs/calibration.md)."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,14 +9,11 @@ from streamfuse.calibration.auto import auto_register
 from streamfuse.calibration.bench import corner_error, dataset_alignment, list_pairs, make_case
 from streamfuse.io.images import read_image
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PER_DATASET = {"TNO": 2, "RoadScene": 2, "LLVIP": 2, "KAIST": 1, "M3SVD": 3}
 
 
-def subset():
-    pairs = list_pairs(SHARED_DATA)
-    if not pairs:
-        pytest.skip(f"real data {SHARED_DATA} not present (../shared/data is the project's evaluation set)")
+def subset(shared_data):
+    pairs = list_pairs(shared_data)
     rng = np.random.default_rng(7)
     chosen = []
     for name, n in PER_DATASET.items():
@@ -26,10 +22,10 @@ def subset():
     return chosen
 
 
-def test_known_warps_recovered_on_real_pairs():
+def test_known_warps_recovered_on_real_pairs(shared_data):
     rng = np.random.default_rng(0)
     rows = []
-    for name, stem, ir_path, vis_path in subset():
+    for name, stem, ir_path, vis_path in subset(shared_data):
         ir, vis = read_image(ir_path), read_image(vis_path)
         warped, truth = make_case(ir, rng)
         res = auto_register(warped, vis)
@@ -44,8 +40,8 @@ def test_known_warps_recovered_on_real_pairs():
     assert all(r <= 10 for *_, r, c in rows if c), table
 
 
-def test_unrelated_images_are_refused():
-    pairs = {p[0]: p for p in list_pairs(SHARED_DATA)}
+def test_unrelated_images_are_refused(shared_data):
+    pairs = {p[0]: p for p in list_pairs(shared_data)}
     if not {"M3SVD", "TNO", "LLVIP", "RoadScene"} <= set(pairs):
         pytest.skip("real data not present")
     for ir_set, vis_set in (("M3SVD", "TNO"), ("LLVIP", "RoadScene")):

@@ -1,4 +1,4 @@
-"""run.py calibrate end to end on real data: files written, and one-line refusals with no file."""
+"""run.py calibrate end to end on the bundled real sample: files written, and one-line refusals with no file."""
 from pathlib import Path
 
 import av
@@ -6,18 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
+from streamfuse import SAMPLE_DIR
 from streamfuse.calibration.bench import corner_error, make_case
 from streamfuse.cli import main
 from streamfuse.geometry import Registration, apply_homography
+from tests.helpers.clips import write_m3svd_folders
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def m3svd():
-    folder = SHARED_DATA / "M3SVD"
-    if not (folder / "ir").is_dir():
-        pytest.skip(f"real data {folder} not present (../shared/data is the project's evaluation set)")
-    return sorted((folder / "ir").iterdir()), sorted((folder / "vis").iterdir())
+@pytest.fixture
+def m3svd(tmp_path):
+    """The bundled 20-frame M3SVD sample as PNG folders (the dataset's layout): sorted IR and visible paths."""
+    return write_m3svd_folders(tmp_path / "M3SVD")
 
 
 def write_mp4(path: Path, images, fps=30):
@@ -41,10 +39,10 @@ def run(capsys, *args):
     return code, out, err
 
 
-def test_auto_and_sync_from_two_videos(tmp_path, capsys):
+def test_auto_and_sync_from_two_videos(tmp_path, capsys, m3svd):
     """Two MP4s from the real M3SVD sequence: the IR warped by a known homography and at half size,
     the visible clip starting 7 frames later. One command finds both."""
-    irs, viss = m3svd()
+    irs, viss = m3svd
     ir_imgs = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in irs]
     vis_imgs = [cv2.imread(str(p)) for p in viss]
     warped0, truth = make_case(ir_imgs[0], np.random.default_rng(3))
@@ -65,8 +63,8 @@ def test_auto_and_sync_from_two_videos(tmp_path, capsys):
     assert (tmp_path / "calib" / "rig_overlay.png").is_file() and "time offset: -2" in text
 
 
-def test_points_command_and_sync_only_update(tmp_path, capsys):
-    irs, viss = m3svd()
+def test_points_command_and_sync_only_update(tmp_path, capsys, m3svd):
+    irs, viss = m3svd
     h_true = np.array([[1.01, 0.02, -6.0], [-0.015, 0.99, 4.0], [0, 0, 1.0]])
     pts = np.array([[30, 40], [600, 35], [610, 450], [25, 440], [320, 240]], float)
     csv = tmp_path / "pts.csv"
@@ -93,9 +91,9 @@ def refused(capsys, tmp_path, args, message):
     assert not out.exists() and not list(tmp_path.glob("*overlay*"))
 
 
-def test_bad_inputs_one_line_and_no_file(tmp_path, capsys):
-    irs, viss = m3svd()
-    tno_vis = next((SHARED_DATA / "TNO" / "vis").iterdir())
+def test_bad_inputs_one_line_and_no_file(tmp_path, capsys, m3svd):
+    irs, viss = m3svd
+    kaist_vis = SAMPLE_DIR / "images" / "vis" / "set08_V000_I02159.png"  # another scene
     pair = ["--ir", irs[0], "--vis", viss[0]]
     three = tmp_path / "three.csv"
     three.write_text("1,1,2,2\n100,5,101,6\n50,90,51,91\n")
@@ -108,15 +106,15 @@ def test_bad_inputs_one_line_and_no_file(tmp_path, capsys):
     refused(capsys, tmp_path, pair + ["--points", outside], "point 4 (10, 900) lies outside the IR frame (640x480)")
     refused(capsys, tmp_path, pair + ["--checkerboard", "9x6"],
             "no 9x6 checkerboard found in both cameras in 1 frame pair(s) (frame 0: no board in IR and no board in visible)")
-    refused(capsys, tmp_path, ["--ir", irs[0], "--vis", tno_vis, "--auto"], "--auto did not converge")
+    refused(capsys, tmp_path, ["--ir", irs[0], "--vis", kaist_vis, "--auto"], "--auto did not converge")
     refused(capsys, tmp_path, pair, "nothing to do")
     refused(capsys, tmp_path, pair + ["--auto", "--points", three], "choose one of --points, --checkerboard, --auto")
     code, _, err = run(capsys, *pair, "--auto", "-o", tmp_path / "rig.txt")
     assert code == 2 and "must end in .yaml" in err
 
 
-def test_sync_only_against_a_file_for_other_sizes(tmp_path, capsys):
-    irs, viss = m3svd()
+def test_sync_only_against_a_file_for_other_sizes(tmp_path, capsys, m3svd):
+    irs, viss = m3svd
     path = tmp_path / "rig.yaml"
     Registration(np.eye(3), (320, 256), (640, 480), metadata={"method": "points"}).save(path)
     before = path.read_text()

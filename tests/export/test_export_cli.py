@@ -1,13 +1,12 @@
 """The CLI side of this part: `run.py build` and `run.py export --check-fp16`."""
 import importlib.util
-from pathlib import Path
 
 import cv2
 import pytest
 
+from streamfuse import SAMPLE_DIR
 from streamfuse.cli import main
-
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.helpers.clips import m3svd_frames
 
 
 def test_build_bad_size_and_missing_tensorrt(capsys):
@@ -24,14 +23,13 @@ def test_check_fp16_on_real_pairs(tmp_path, monkeypatch, capsys):
     from streamfuse.export.onnx import export_onnx
     from streamfuse.models import get_model
 
-    tno = SHARED_DATA / "TNO"
-    if not tno.is_dir():
-        pytest.skip(f"real data {tno} not present")
     data = tmp_path / "pairs"
-    for side in ("ir", "vis"):  # two real TNO pairs, shrunk to keep the check quick
+    m3svd = dict(zip(("ir", "vis"), m3svd_frames(1)))
+    for side in ("ir", "vis"):  # the two bundled real pairs (a KAIST still, an M3SVD frame), shrunk to keep it quick
         (data / side).mkdir(parents=True)
-        for stem in ("Kaptein_1654", "bunker"):
-            img = cv2.imread(str(tno / side / f"{stem}.bmp"), cv2.IMREAD_UNCHANGED)
+        images = {"kaist": cv2.imread(str(SAMPLE_DIR / "images" / side / "set08_V000_I02159.png"), cv2.IMREAD_UNCHANGED),
+                  "m3svd": m3svd[side][0]}
+        for stem, img in images.items():
             cv2.imwrite(str(data / side / f"{stem}.png"), cv2.resize(img, (160, 120), interpolation=cv2.INTER_AREA))
     engines = tmp_path / "engines"
     monkeypatch.setenv("STREAMFUSE_ENGINES", str(engines))

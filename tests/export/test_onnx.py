@@ -2,7 +2,7 @@
 training record, opset and producer."""
 import pytest
 
-from shipped_models import shipped_graphs
+from tests.helpers.shipped_models import shipped_graphs
 from streamfuse.models import get_model
 from streamfuse.models.registry import GRAPH_FACTS
 

@@ -9,7 +9,7 @@ from streamfuse import StreamfuseError
 from streamfuse.export.tensorrt import TRT_SUPPORTED_OPS, build_engine, model_shapes, tensorrt_problems
 from streamfuse.models import get_model
 
-from shipped_models import shipped_graphs
+from tests.helpers.shipped_models import shipped_graphs
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402

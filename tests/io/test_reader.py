@@ -7,7 +7,7 @@ import time
 import cv2
 import pytest
 
-from clips import m3svd_frames, write_clip
+from tests.helpers.clips import m3svd_frames, write_clip
 from streamfuse import StreamfuseError
 from streamfuse.io.frame import SourceError
 from streamfuse.io.reader import ReaderDone, ReaderThread

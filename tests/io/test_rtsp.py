@@ -1,4 +1,4 @@
-"""RTSP against a real server on 127.0.0.1 (gst-rtsp-server, tests/io/rtsp_server.py): read the bundled
+"""RTSP against a real server on 127.0.0.1 (gst-rtsp-server, tests/helpers/rtsp_server.py): read the bundled
 sample, survive the server being killed mid-stream and restarted, give up cleanly when it stays
 away, and publish with the RTSP sink."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from clips import m3svd_frames, write_clip
+from tests.helpers.clips import m3svd_frames, write_clip
 from streamfuse import SAMPLE_DIR
 from streamfuse.io.frame import EndOfStream, SourceError
 from streamfuse.io.sinks import open_sink

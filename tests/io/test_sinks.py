@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clips import m3svd_frames
+from tests.helpers.clips import m3svd_frames
 from streamfuse import StreamfuseError
 from streamfuse.io.sinks import check_writable, mosaic, open_sink
 from streamfuse.io.sources import open_source

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clips import m3svd_frames, m3svd_stems, write_clip
+from tests.helpers.clips import m3svd_frames, write_clip, write_m3svd_folders
 from streamfuse import SAMPLE_DIR, StreamfuseError
 from streamfuse.io.frame import EndOfStream, SourceError
 from streamfuse.io.sources import V4L2_PIXEL_FORMATS, open_source, v4l2_av_options
@@ -103,18 +103,16 @@ def test_loop_plays_an_image_sequence_again(sample_images):
         open_source(str(SAMPLE_DIR / "ir.mp4"), loop=2)
 
 
-def test_image_sequence_m3svd_layout():
-    m3svd_stems()  # skips without the shared data
-    from clips import M3SVD_DIRS
-
-    folder = M3SVD_DIRS[0] / "ir"
+def test_image_sequence_m3svd_layout(tmp_path):
+    write_m3svd_folders(tmp_path / "M3SVD")
+    folder = tmp_path / "M3SVD" / "ir"
     src = open_source(f"images://{folder}?fps=30", kind="ir")
     assert (src.fps, src.size, src.frame_count) == (30.0, (640, 480), 20)
     frames = list(src)
     assert [f.pts_ns for f in frames] == [round(i * 1e9 / 30) for i in range(20)]
     # the IR PNGs are gray stored in 3 equal channels: kind="ir" gives the one channel
     np.testing.assert_array_equal(frames[7].image, cv2.imread(str(sorted(folder.glob("*.png"))[7]), 0))
-    vis = list(open_source(str(M3SVD_DIRS[0] / "vis" / "*_001?.png"), kind="vis", fps=25))
+    vis = list(open_source(str(tmp_path / "M3SVD" / "vis" / "*_001?.png"), kind="vis", fps=25))
     assert len(vis) == 10 and vis[1].pts_ns == 40_000_000 and vis[0].image.shape == (480, 640, 3)
 
 

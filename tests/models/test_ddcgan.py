@@ -62,14 +62,14 @@ def shipped(variant: str = "x4"):
     return spec
 
 
-def real_pair(tno, scale: int):
+def real_pair(sample_images, scale: int):
     import cv2
 
     from streamfuse.color import normalize_ir, split_luma
     from streamfuse.io.images import read_image
 
-    ir = normalize_ir(read_image(tno / "ir" / "Kaptein_1654.bmp"))
-    vis = split_luma(read_image(tno / "vis" / "Kaptein_1654.bmp"))[0]
+    ir = normalize_ir(read_image(sample_images / "ir" / "set08_V000_I02159.png"))
+    vis = split_luma(read_image(sample_images / "vis" / "set08_V000_I02159.png"))[0]
     h, w = vis.shape
     if scale > 1:  # the registered low-resolution IR the x4 model is made for
         ir = cv2.resize(ir, (-(-w // scale), -(-h // scale)), interpolation=cv2.INTER_AREA)
@@ -77,9 +77,9 @@ def real_pair(tno, scale: int):
 
 
 @pytest.mark.parametrize("variant", ["x4", "x1"])
-def test_shipped_onnx_matches_torch_on_every_cpu_backend(tno, variant):
+def test_shipped_onnx_matches_torch_on_every_cpu_backend(sample_images, variant):
     spec = shipped(variant)
-    ir, vis = real_pair(tno, spec.ir_scale_for(variant))
+    ir, vis = real_pair(sample_images, spec.ir_scale_for(variant))
     ref = load_fuser("ddcgan", backend="torch", variant=variant).fuse(ir, vis)
     for backend in ("onnxruntime", "openvino"):
         if backend not in available_backends():
@@ -88,10 +88,10 @@ def test_shipped_onnx_matches_torch_on_every_cpu_backend(tno, variant):
         assert np.abs(out - ref).max() <= 1e-4, backend
 
 
-def test_shipped_x4_keeps_thermal_targets_and_copies_neither_source(tno):
+def test_shipped_x4_keeps_thermal_targets_and_copies_neither_source(sample_images):
     shipped()
-    ir_low, vis = real_pair(tno, 4)
-    ir_full, _ = real_pair(tno, 1)
+    ir_low, vis = real_pair(sample_images, 4)
+    ir_full, _ = real_pair(sample_images, 1)
     fused = load_fuser("ddcgan", backend="onnxruntime").fuse(ir_low, vis)
     hot = ir_full >= np.quantile(ir_full, 0.95)
 

@@ -34,7 +34,7 @@ def test_odd_size_through_the_fuser_padding():
         assert m(torch.rand(1, 1, 480, 648), torch.rand(1, 1, 480, 648)).shape == (1, 1, 480, 648)
 
 
-def test_shipped_weights_load_and_onnx_matches_torch(tno):
+def test_shipped_weights_load_and_onnx_matches_torch(sample_images):
     from streamfuse.color import normalize_ir, split_luma
     from streamfuse.io.images import read_image
 
@@ -42,8 +42,8 @@ def test_shipped_weights_load_and_onnx_matches_torch(tno):
     if not (spec.weights_path().exists() and spec.onnx_path().exists()):
         pytest.skip("engines/ddpatchgan.pt / .onnx not trained yet (python -m train ddpatchgan)")
     crop = (slice(100, 261), slice(200, 403))  # an odd-sized piece of a real pair
-    ir = np.ascontiguousarray(normalize_ir(read_image(tno / "ir" / "Kaptein_1654.bmp"))[crop], np.float32)
-    vis = np.ascontiguousarray(split_luma(read_image(tno / "vis" / "Kaptein_1654.bmp"))[0][crop], np.float32)
+    ir = np.ascontiguousarray(normalize_ir(read_image(sample_images / "ir" / "set08_V000_I02159.png"))[crop], np.float32)
+    vis = np.ascontiguousarray(split_luma(read_image(sample_images / "vis" / "set08_V000_I02159.png"))[0][crop], np.float32)
     a = load_fuser("ddpatchgan", backend="torch").fuse(ir, vis)
     b = load_fuser("ddpatchgan", backend="onnxruntime").fuse(ir, vis)
     assert a.shape == ir.shape

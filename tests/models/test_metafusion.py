@@ -102,12 +102,12 @@ def test_registry_variants_and_ir_scales():
     assert spec.onnx_path("x2").name == "metafusion-x2.onnx" and spec.onnx_path("x1").name == "metafusion.onnx"
 
 
-def _real_pair(tno, r: int):
+def _real_pair(sample_images, r: int):
     from streamfuse.color import normalize_ir, split_luma
     from streamfuse.io.images import read_image
 
-    ir = normalize_ir(read_image(tno / "ir" / "Kaptein_1654.bmp", "IR"))[100:228, 200:360]
-    vis = split_luma(read_image(tno / "vis" / "Kaptein_1654.bmp", "VIS"))[0][100:228, 200:360]
+    ir = normalize_ir(read_image(sample_images / "ir" / "set08_V000_I02159.png", "IR"))[100:228, 200:360]
+    vis = split_luma(read_image(sample_images / "vis" / "set08_V000_I02159.png", "VIS"))[0][100:228, 200:360]
     import cv2
 
     ir_small = cv2.resize(ir, (vis.shape[1] // r, vis.shape[0] // r), interpolation=cv2.INTER_AREA)
@@ -115,13 +115,13 @@ def _real_pair(tno, r: int):
 
 
 @pytest.mark.parametrize("variant", ["x1", "x2", "x4"])
-def test_shipped_weights_load_and_onnx_matches_torch(variant, tno):
+def test_shipped_weights_load_and_onnx_matches_torch(variant, sample_images):
     from streamfuse.backends import load_fuser
 
     spec = get_model("metafusion")
     if not spec.weights_path().exists() or not spec.onnx_path(variant).exists():
         pytest.fail(f"shipped {spec.weights_path()} / {spec.onnx_path(variant)} missing (python -m train metafusion)")
-    ir, vis = _real_pair(tno, VARIANT_SCALES[variant])
+    ir, vis = _real_pair(sample_images, VARIANT_SCALES[variant])
     torch_fuser = load_fuser("metafusion", backend="torch", variant=variant)
     ort_fuser = load_fuser("metafusion", backend="onnxruntime", variant=variant)
     a, b = torch_fuser.fuse(ir, vis), ort_fuser.fuse(ir, vis)

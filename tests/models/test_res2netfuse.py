@@ -40,7 +40,7 @@ def test_l1_weights_follow_activity():
     assert torch.allclose(fuse_l1(strong, weak), strong, atol=1e-3)
 
 
-def test_shipped_weights_reconstruct_an_unseen_real_image(tno):
+def test_shipped_weights_reconstruct_an_unseen_real_image(sample_images):
     from streamfuse.color import normalize_ir
     from streamfuse.io.images import read_image
 
@@ -48,7 +48,7 @@ def test_shipped_weights_reconstruct_an_unseen_real_image(tno):
     if not spec.weights_path().exists():
         pytest.skip("engines/res2netfuse.pt not trained yet")
     ae = spec.build().autoencoder
-    ir = torch.from_numpy(normalize_ir(read_image(tno / "ir" / "Kaptein_1654.bmp")))[None, None]
+    ir = torch.from_numpy(normalize_ir(read_image(sample_images / "ir" / "set08_V000_I02159.png")))[None, None]
     with torch.no_grad():
         mse = torch.mean((ae(ir) - ir) ** 2).item()
     # trained on one natural image, the auto-encoder must still reconstruct an unseen IR image

@@ -47,19 +47,19 @@ def shipped(name):
     return spec
 
 
-def real_pair(tno, size=(160, 200)):
+def real_pair(sample_images, size=(160, 200)):
     from streamfuse.color import normalize_ir, split_luma
     from streamfuse.io.images import read_image
 
     h, w = size
-    ir = normalize_ir(read_image(tno / "ir" / "Kaptein_1654.bmp"))[100:100 + h, 200:200 + w]
-    vis = split_luma(read_image(tno / "vis" / "Kaptein_1654.bmp"))[0][100:100 + h, 200:200 + w]
+    ir = normalize_ir(read_image(sample_images / "ir" / "set08_V000_I02159.png"))[100:100 + h, 200:200 + w]
+    vis = split_luma(read_image(sample_images / "vis" / "set08_V000_I02159.png"))[0][100:100 + h, 200:200 + w]
     return np.ascontiguousarray(ir, np.float32), np.ascontiguousarray(vis, np.float32)
 
 
-def test_shipped_weights_load_and_onnx_matches_torch(tno):
+def test_shipped_weights_load_and_onnx_matches_torch(sample_images):
     shipped("tlgan")
-    ir, vis = real_pair(tno, (161, 203))  # odd size on purpose
+    ir, vis = real_pair(sample_images, (161, 203))  # odd size on purpose
     a = load_fuser("tlgan", backend="torch").fuse(ir, vis)
     b = load_fuser("tlgan", backend="onnxruntime").fuse(ir, vis)
     assert a.shape == ir.shape

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from streamfuse import StreamfuseError  # noqa: E402
 from streamfuse.models import get_model  # noqa: E402
-from synthetic import tiny_config  # noqa: E402
+from tests.helpers.synthetic import tiny_config  # noqa: E402
 from train.harness import TrainClock, fit, train  # noqa: E402
 
 

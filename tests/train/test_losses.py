@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from synthetic import write_training_split  # noqa: E402
+from tests.helpers.synthetic import write_training_split  # noqa: E402
 from train.datasets import PairDataset  # noqa: E402
 from train.losses import ssim, ssim_max_variance, stronger_gradient  # noqa: E402
 

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 
 from streamfuse.models import get_model  # noqa: E402
-from synthetic import tiny_config  # noqa: E402
+from tests.helpers.synthetic import tiny_config  # noqa: E402
 from train.config import read_config  # noqa: E402
 from train.harness import REPO, train  # noqa: E402
 

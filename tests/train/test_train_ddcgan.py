@@ -1,5 +1,4 @@
-"""train/ddcgan.py (file named test_train_ddcgan.py: pytest cannot hold two test_ddcgan.py modules
-without packages, and a tests/train package would shadow the real ``train`` package)."""
+"""train/ddcgan.py (file named test_train_ddcgan.py beside tests/models/test_ddcgan.py)."""
 import math
 from dataclasses import replace
 
@@ -7,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from synthetic import blob_and_stripes  # noqa: E402
+from tests.helpers.synthetic import blob_and_stripes  # noqa: E402
 from train.config import read_config  # noqa: E402
 from train.ddcgan import Trainer, content_loss, psi, tv_norm  # noqa: E402
 from train.harness import REPO  # noqa: E402

@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from synthetic import blob_and_stripes  # noqa: E402
+from tests.helpers.synthetic import blob_and_stripes  # noqa: E402
 from train.config import read_config  # noqa: E402
 from train.ddpatchgan import PatchDiscriminator, Trainer, ir_weight_map  # noqa: E402
 from train.harness import REPO  # noqa: E402

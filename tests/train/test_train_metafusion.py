@@ -1,5 +1,4 @@
-"""train/metafusion.py (named test_train_metafusion.py: pytest cannot hold two test_metafusion.py
-modules without packages, and a tests/train package would shadow the real ``train`` package)."""
+"""train/metafusion.py (named test_train_metafusion.py beside tests/models/test_metafusion.py)."""
 from dataclasses import replace
 
 import numpy as np
@@ -8,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from streamfuse.models.metafusion import MetaFusion  # noqa: E402
-from synthetic import blob_and_stripes, tiny_config  # noqa: E402
+from tests.helpers.synthetic import blob_and_stripes, tiny_config  # noqa: E402
 from train.config import read_config  # noqa: E402
 from train.harness import REPO, fit, train  # noqa: E402
 from train.metafusion import compute_losses, contrast_loss, downsample, draw_offsets, draw_scales, lr_size  # noqa: E402

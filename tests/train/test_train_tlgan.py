@@ -1,5 +1,4 @@
-"""train/tlgan.py (named test_train_tlgan.py: pytest cannot hold two test_tlgan.py modules without
-packages, and a tests/train package would shadow the real ``train`` package). An unknown g3_anchor is
+"""train/tlgan.py (named test_train_tlgan.py beside tests/models/test_tlgan.py). An unknown g3_anchor is
 a config error: tests/train/test_config.py."""
 from dataclasses import replace
 
@@ -7,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from synthetic import blob_and_stripes  # noqa: E402
+from tests.helpers.synthetic import blob_and_stripes  # noqa: E402
 from train.config import read_config  # noqa: E402
 from train.harness import REPO  # noqa: E402
 from train.tlgan import Discriminator, Trainer, content_loss  # noqa: E402

@@ -1,47 +1,74 @@
-"""Real test clips: M3SVD frames (../shared/data) encoded to H.264 files with PyAV.
-
-M3SVD is a real 30-fps IR + visible video set (640x480, registered); the evaluation set has one
-20-frame sequence and the training set six more, so clips longer than 20 frames run through the
-sequences one after another. Frames are downscaled (default 160x120) to keep tests fast.
+"""Real test clips: the bundled M3SVD sample (streamfuse/data/sample/{ir,vis}.mp4, 20 frames of a
+registered 30-fps IR + visible sequence, 640x480) decoded with PyAV and re-encoded to H.264 with PyAV
+at whatever rate, size and length a test needs. Clips longer than 20 frames play the sequence back and
+forth (0..19, 18..1, 0..), so consecutive frames always differ. Frames are downscaled (default 160x120)
+to keep tests fast.
 """
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from streamfuse import REPO_DIR
+from streamfuse import SAMPLE_DIR
 
-SHARED_DATA = REPO_DIR.parent / "shared" / "data"
-M3SVD_DIRS = (SHARED_DATA / "M3SVD", SHARED_DATA / "train" / "M3SVD")
 TIME_BASE = Fraction(1, 90000)  # 30 fps, 25 fps and 0.5 s are whole ticks
 
 
-def m3svd_stems() -> list[tuple[Path, Path]]:
-    pairs = []
-    for root in M3SVD_DIRS:
-        if (root / "ir").is_dir():
-            pairs += [(p, root / "vis" / p.name) for p in sorted((root / "ir").glob("*.png"))]
-    if not pairs:
-        pytest.skip(f"real M3SVD frames not present under {SHARED_DATA} (the project's shared data)")
-    return pairs
+@lru_cache(maxsize=None)
+def _sample(kind: str) -> tuple[np.ndarray, ...]:
+    """The 20 full-size frames of the bundled sample: IR gray (luma plane) or visible BGR."""
+    from streamfuse.io.sources import open_source
+
+    with open_source(str(SAMPLE_DIR / f"{kind}.mp4"), kind=kind) as src:
+        frames = tuple(f.image for f in src)
+    for f in frames:
+        f.setflags(write=False)  # shared by every test: nobody may change them
+    return frames
+
+
+def sample_sequence(n: int) -> list[int]:
+    """Indices of ``n`` frames of the 20-frame sample played back and forth."""
+    period = 2 * len(_sample("ir")) - 2
+    return [i % period if i % period < len(_sample("ir")) else period - i % period for i in range(n)]
 
 
 def m3svd_frames(n: int, size: tuple[int, int] = (160, 120)) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``n`` consecutive (IR gray uint8 HxW, visible BGR uint8 HxWx3) frames at ``size`` (w, h)."""
-    pairs = m3svd_stems()
-    if n > len(pairs):
-        raise ValueError(f"only {len(pairs)} M3SVD frames available, asked for {n}")
-    irs, viss = [], []
-    for ir_path, vis_path in pairs[:n]:
-        ir = cv2.imread(str(ir_path), cv2.IMREAD_GRAYSCALE)
-        vis = cv2.imread(str(vis_path), cv2.IMREAD_COLOR)
-        irs.append(cv2.resize(ir, size, interpolation=cv2.INTER_AREA))
-        viss.append(cv2.resize(vis, size, interpolation=cv2.INTER_AREA))
-    return irs, viss
+    """``n`` consecutive (IR gray uint8 HxW, visible BGR uint8 HxWx3) frames of the bundled M3SVD sample
+    at ``size`` (w, h)."""
+    irs, viss = _sample("ir"), _sample("vis")
+    order = sample_sequence(n)
+    return ([cv2.resize(irs[i], size, interpolation=cv2.INTER_AREA) for i in order],
+            [cv2.resize(viss[i], size, interpolation=cv2.INTER_AREA) for i in order])
+
+
+def kaist_images() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled KAIST still pair (640x512): IR gray uint8 HxW, visible BGR uint8 HxWx3."""
+    from streamfuse.color import to_gray
+    from streamfuse.io.images import read_image
+
+    images = SAMPLE_DIR / "images"
+    return (to_gray(read_image(images / "ir" / "set08_V000_I02159.png")),
+            read_image(images / "vis" / "set08_V000_I02159.png"))
+
+
+def write_m3svd_folders(root, n: int = 20) -> tuple[list[Path], list[Path]]:
+    """The sample written as M3SVD lays it out: ``root/{ir,vis}/0111_1716_NNNN.png`` at 640x480, the IR as
+    gray stored in three equal channels. Returns the sorted IR and visible paths."""
+    root = Path(root)
+    irs, viss = m3svd_frames(n, size=(640, 480))
+    paths = {"ir": [], "vis": []}
+    for side, images in (("ir", irs), ("vis", viss)):
+        (root / side).mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(images):
+            path = root / side / f"0111_1716_{i:04d}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img)
+            paths[side].append(path)
+    return paths["ir"], paths["vis"]
 
 
 def write_clip(path, images, fps: float, start_s: float = 0.0, crf: int = 12) -> Path:

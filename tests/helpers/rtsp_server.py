@@ -2,7 +2,7 @@
 
 Runs under the Debian system python (/usr/bin/python3), where python3-gi is installed:
 
-    /usr/bin/python3 tests/io/rtsp_server.py --port 8554 --play ir=streamfuse/data/sample/ir.mp4 \
+    /usr/bin/python3 tests/helpers/rtsp_server.py --port 8554 --play ir=streamfuse/data/sample/ir.mp4 \
         --record pub=/tmp/received.h264
 
 ``--play NAME=FILE.mp4`` serves an H.264 MP4 at rtsp://127.0.0.1:PORT/NAME, in real time, from the start
