@@ -46,8 +46,8 @@ def engine_cache_dir() -> Path:
     ($XDG_CACHE_HOME/streamfuse/engines, default ~/.cache/streamfuse/engines), e.g. for a wheel
     installed into a read-only site-packages."""
     d = engines_dir()
-    existing = next(p for p in (d, *d.parents) if p.exists())
-    if os.access(existing, os.W_OK):
+    existing = next(p for p in (d, *d.parents) if p.exists())  # the folder, or the nearest one to create it in
+    if existing.is_dir() and os.access(existing, os.W_OK):
         return d
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "streamfuse" / "engines"
 

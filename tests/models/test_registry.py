@@ -47,19 +47,22 @@ def test_engines_dir_is_the_checkout_or_the_override(tmp_path, monkeypatch):
     assert engine_cache_dir() == tmp_path / "mine"  # writable (its parent exists and is writable)
 
 
-def test_engine_cache_moves_to_the_user_cache_when_engines_is_read_only(tmp_path, monkeypatch):
+def test_engine_cache_moves_to_the_user_cache_when_engines_is_not_writable(tmp_path, monkeypatch):
     import os
 
     from streamfuse.models.registry import engine_cache_dir
 
-    if os.geteuid() == 0:
-        pytest.skip("root may write to a read-only folder, so the fallback cannot be seen as root")
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    monkeypatch.setenv("STREAMFUSE_ENGINES", str(ro))
+    user_cache = tmp_path / "cache" / "streamfuse" / "engines"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert engine_cache_dir() == tmp_path / "cache" / "streamfuse" / "engines"
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("STREAMFUSE_ENGINES", str(tmp_path / "a-file" / "engines"))  # cannot be created
+    assert engine_cache_dir() == user_cache
+    if os.geteuid() != 0:  # root writes to read-only folders, so this case shows only for other users
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        monkeypatch.setenv("STREAMFUSE_ENGINES", str(ro))
+        assert engine_cache_dir() == user_cache
 
 
 def test_graph_facts_override_the_asked_spec():
