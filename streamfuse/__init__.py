@@ -1,5 +1,17 @@
-"""streamfuse: real-time infrared + visible video fusion."""
+"""streamfuse: real-time infrared + visible video fusion.
+
+Python API (imported on first use, so ``import streamfuse`` loads no inference runtime):
+
+- ``streamfuse.Fusion(model=..., backend=..., calib=...)``: ``fusion(ir_frame, vis_frame) -> fused BGR``;
+- ``streamfuse.run(ir=..., vis=..., output=..., **options) -> Stats``: the video pipeline.
+"""
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamfuse.api import Fusion, run
 
 __version__ = "0.1.0"
 
@@ -25,3 +37,15 @@ def read_yaml(path, what: str):
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         raise StreamfuseError(f"{path}: not valid YAML{at}") from None
+
+
+__all__ = ["Fusion", "run", "StreamfuseError", "SAMPLE_DIR", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Fusion`` and ``run`` come from streamfuse.api, imported when first asked for."""
+    if name in ("Fusion", "run"):
+        from streamfuse import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'streamfuse' has no attribute '{name}'")

@@ -12,7 +12,8 @@ backend, in one run:
 - naive serial loop: the same work one step after the other in one thread (read IR, read VIS,
   fuse, colour, encode), as a plain script would do it.
 
-Results go to ``<out>.json`` (every number and the machine) and ``<out>.md`` (a table).
+Results go to ``<out>.json`` (every number and the machine) and ``<out>.md`` (a table); ``<out>`` is
+``out/bench/benchmarks`` unless given (``--out docs/benchmarks`` replaces the published figures).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ ALL_BACKENDS = tuple(TARGETS)
 DEFAULT_SIZES = ((640, 512), (1280, 1024))
 FPS = 30
 TARGET_RATIO = 0.85  # pipeline fps / model-only fps the pipeline is designed to reach
+DEFAULT_OUT = "out/bench/benchmarks"  # the published docs/benchmarks.* change only when asked (--out docs/benchmarks)
 M3SVD_DIRS = (REPO_DIR.parent / "shared" / "data" / "M3SVD", REPO_DIR.parent / "shared" / "data" / "train" / "M3SVD")
 
 
@@ -103,17 +105,14 @@ def make_clips(size: tuple[int, int], frames: int, folder: Path) -> tuple[Path, 
     return paths
 
 
-def model_inputs(ir_path: Path, vis_path: Path, count: int, agc) -> list:
-    """The first ``count`` decoded frames, prepared as the model takes them (IR and visible luma in [0, 1])."""
-    from streamfuse.color import normalize_ir, split_luma
+def model_inputs(fuser, ir_path: Path, vis_path: Path, count: int, agc) -> list:
+    """The first ``count`` decoded frames, prepared by the stage as the model takes them (IR and visible luma in [0, 1])."""
     from streamfuse.io.sources import open_source
+    from streamfuse.stage import CpuStage
 
-    inputs = []
+    stage = CpuStage(fuser, agc=agc)
     with open_source(str(ir_path), kind="ir") as ir_src, open_source(str(vis_path), kind="vis") as vis_src:
-        for _ in range(count):
-            ir, vis = ir_src.read(), vis_src.read()
-            inputs.append((normalize_ir(ir.image, agc), split_luma(vis.image)[0]))
-    return inputs
+        return [stage.model_inputs(ir_src.read().image, vis_src.read().image) for _ in range(count)]
 
 
 def time_model(fuser, inputs, frames: int) -> list[float]:
@@ -145,17 +144,19 @@ def bench_pipeline(fuser, ir_path: Path, vis_path: Path, frames: int, out: Path)
 
 
 def bench_serial(fuser, ir_path: Path, vis_path: Path, frames: int, out: Path, agc) -> dict:
-    """The naive loop: one frame of each file, fuse, colour, encode; nothing overlaps."""
-    from streamfuse.fusion import fuse_images
+    """The naive loop: one frame of each file, the stage (register, fuse, colour), encode; nothing overlaps."""
     from streamfuse.io.sinks import open_sink
     from streamfuse.io.sources import open_source
+    from streamfuse.stage import make_stage
+
+    stage = make_stage(fuser, agc=agc)
 
     t0 = time.perf_counter()
     n = 0
     with open_source(str(ir_path), kind="ir") as ir_src, open_source(str(vis_path), kind="vis") as vis_src, \
             open_sink(str(out), fps=FPS) as sink:
         for ir, vis in zip(ir_src, vis_src):
-            sink.write(fuse_images(fuser, ir.image, vis.image, agc), vis.pts_ns)
+            sink.write(stage.process(ir.image, vis.image).fused, vis.pts_ns)
             n += 1
     seconds = time.perf_counter() - t0
     return {"fps": round(n / seconds, 3), "seconds": round(seconds, 3)}
@@ -181,7 +182,7 @@ def machine() -> dict:
 
 
 def run_bench(models=("res2netfuse",), backends=ALL_BACKENDS, sizes=DEFAULT_SIZES, frames: int = 20,
-              out="docs/benchmarks", threads: int = 1, onnx_path=None, agc=(1.0, 99.0)) -> dict:
+              out=DEFAULT_OUT, threads: int = 1, onnx_path=None, agc=(1.0, 99.0)) -> dict:
     """Run every combination and write ``<out>.json`` and ``<out>.md``; returns the JSON document."""
     from streamfuse.backends import backend_usable, load_fuser
     from streamfuse.models import get_model
@@ -222,7 +223,7 @@ def run_bench(models=("res2netfuse",), backends=ALL_BACKENDS, sizes=DEFAULT_SIZE
                     row["variant"] = fuser.variant
                     graph = getattr(fuser, "path", None)  # the ONNX file for onnxruntime/openvino
                     row["graph"] = _display_path(graph) if graph else None
-                    inputs = model_inputs(ir_path, vis_path, min(frames, 8), agc)
+                    inputs = model_inputs(fuser, ir_path, vis_path, min(frames, 8), agc)
                     time_model(fuser, inputs, 2)  # warm-up: the first runs allocate
                     # model-only calls are split around the other two measurements, so a change of
                     # machine load during the row weighs on all three alike

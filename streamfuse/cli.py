@@ -61,8 +61,8 @@ def add_fuse(p: argparse.ArgumentParser) -> None:
 def cmd_fuse(args) -> int:
     from tqdm import tqdm
 
-    from streamfuse.fusion import fuse_files
-    from streamfuse.io.images import IMAGE_EXTS, source_pairs
+    from streamfuse.io.images import IMAGE_EXTS, read_pair, source_pairs, write_image
+    from streamfuse.stage import make_stage
 
     agc = parse_agc(args.agc)
     ir, vis, out = Path(args.ir), Path(args.vis), Path(args.output)
@@ -78,12 +78,13 @@ def cmd_fuse(args) -> int:
             out = out / f"{ir.stem}.png"
         jobs = [(ir, vis, out)]
     fuser = fuser_from_args(args)
+    stage = make_stage(fuser, agc=agc)
     t0 = time.perf_counter()
     failed = []
     bar = tqdm(jobs, unit="pair", disable=len(jobs) < 2, file=sys.stderr)
     for i, v, o in bar:
         try:
-            fuse_files(fuser, i, v, o, agc=agc)
+            write_image(o, stage.process(*read_pair(i, v)).fused)
         except StreamfuseError as exc:
             if len(jobs) == 1:
                 raise
@@ -414,15 +415,17 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=20, help="frames per measurement (default 20)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of CPU backends (default 1)")
     p.add_argument("--onnx", default=None, help="ONNX graph for onnxruntime/openvino instead of the shipped one")
-    p.add_argument("--out", default="docs/benchmarks", help="writes <out>.json and <out>.md (default docs/benchmarks)")
+    p.add_argument("--out", default=None, help="writes <out>.json and <out>.md (default out/bench/benchmarks; "
+                                               "--out docs/benchmarks replaces the published figures)")
 
 
 def cmd_bench(args) -> int:
-    from streamfuse.bench import parse_sizes, run_bench
+    from streamfuse.bench import DEFAULT_OUT, parse_sizes, run_bench
 
+    out = args.out or DEFAULT_OUT
     doc = run_bench(models=[m.strip() for m in args.models.split(",") if m.strip()],
                     backends=[b.strip() for b in args.backends.split(",") if b.strip()],
-                    sizes=parse_sizes(args.sizes), frames=args.frames, out=args.out, threads=args.threads,
+                    sizes=parse_sizes(args.sizes), frames=args.frames, out=out, threads=args.threads,
                     onnx_path=args.onnx)
     for r in doc["rows"]:
         if r["status"] == "ok":
@@ -431,8 +434,22 @@ def cmd_bench(args) -> int:
                   f"({r['pipeline_over_model']:.2f}x)  serial {r['serial']['fps']:7.2f} fps")
         else:
             print(f"{r['model']:12s} {r['backend']:12s} {r['size']:10s} {r['status']}")
-    print(f"wrote {args.out}.md and {args.out}.json")
+    print(f"wrote {out}.md and {out}.json")
     return 0
+
+
+# ---------------------------------------------------------------- gpucheck
+def add_gpucheck(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="out/gpucheck", help="folder for pytest.log/.xml, bench.md/.json, summary.md "
+                                                         "(default out/gpucheck)")
+    p.add_argument("--frames", type=int, default=30, help="frames per benchmark measurement (default 30)")
+    p.add_argument("--models", default="res2netfuse", help="comma-separated models to benchmark (default res2netfuse)")
+
+
+def cmd_gpucheck(args) -> int:
+    from streamfuse.gpucheck import gpucheck
+
+    return gpucheck(args.out, args.frames, tuple(m.strip() for m in args.models.split(",") if m.strip()))
 
 
 # ---------------------------------------------------------------- calibrate
@@ -522,6 +539,8 @@ COMMANDS = {
     "eval": (add_eval, cmd_eval, "score fused images or videos with fusion quality metrics; Markdown/CSV reports"),
     "export": (add_export, cmd_export, "export a model to ONNX (needs torch)"),
     "build": (add_build, cmd_build, "build (or reuse) a cached TensorRT engine (needs an NVIDIA GPU and TensorRT)"),
+    "gpucheck": (add_gpucheck, cmd_gpucheck, "on a CUDA machine: run the gpu tests and benchmark the GPU backends "
+                                             "(out/gpucheck/)"),
     "calibrate": (add_calibrate, cmd_calibrate, "register IR to visible (points, checkerboard, auto) and find the time offset"),
     "probe": (add_probe, cmd_probe, "open a source (file, images, RTSP, V4L2) and report size, fps, timestamps, errors"),
 }

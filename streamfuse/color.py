@@ -21,6 +21,14 @@ log = logging.getLogger("streamfuse")
 
 DEFAULT_AGC = (1.0, 99.0)  # percentiles of a 16-bit IR frame mapped to 0 and 1
 
+# OpenCV's BGR <-> YCrCb for 8-bit images (BT.601, full range, chroma offset 128) in the 14-bit fixed
+# point cv2.cvtColor computes them with: cv2 applies them on the CPU, the GPU stage (streamfuse.stage)
+# the same integers with torch ops, so both give the same pixels.
+YCRCB_SHIFT = 14
+Y_FROM_BGR = (1868, 9617, 4899)  # 0.114, 0.587, 0.299
+CR_FROM_R_MINUS_Y, CB_FROM_B_MINUS_Y = 11682, 9241  # 0.713, 0.564
+R_FROM_CR, G_FROM_CR, G_FROM_CB, B_FROM_CB = 22987, -11698, -5636, 29049  # 1.403, -0.714, -0.344, 1.773
+
 
 def split_luma(vis: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Visible BGR (HxWx3) or gray (HxW) uint8 -> (Y float32 in [0,1], CrCb uint8 HxWx2 or None)."""
@@ -64,10 +72,24 @@ def normalize_ir(ir: np.ndarray, agc: tuple[float, float] = DEFAULT_AGC) -> np.n
     if ir.dtype == np.uint8:
         return ir.astype(np.float32) / 255.0
     if ir.dtype == np.uint16:
-        lo, hi = (np.float32(v) for v in np.percentile(ir, agc))
-        if hi <= lo:  # flat frame: nothing to stretch
-            return np.zeros(ir.shape, np.float32)
-        return np.clip((ir.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+        return auto_gain(ir, agc)
     if np.issubdtype(ir.dtype, np.floating):
         return np.clip(ir.astype(np.float32), 0.0, 1.0)
     raise StreamfuseError(f"IR frame dtype must be uint8, uint16 or float, got {ir.dtype}")
+
+
+def auto_gain(ir, percentiles: tuple[float, float] = DEFAULT_AGC):
+    """Percentile AGC: the frame's ``percentiles`` map to 0 and 1, values outside are clipped; a flat
+    frame gives zeros. A numpy array gives float32; a torch tensor is computed on its device (the GPU
+    stage), with the same linear-interpolation percentiles."""
+    if isinstance(ir, np.ndarray):
+        x = ir.astype(np.float32)
+        lo, hi = (np.float32(v) for v in np.percentile(ir, percentiles))
+    else:
+        import torch
+
+        x = ir.float()
+        lo, hi = torch.quantile(x.flatten(), x.new_tensor([p / 100 for p in percentiles])).tolist()
+    if hi <= lo:  # flat frame: nothing to stretch
+        return x * 0
+    return ((x - lo) / (hi - lo)).clip(0.0, 1.0)

@@ -75,7 +75,9 @@ class Registration:
     source: str = "<identity>"
     ir_mode: str | None = field(default=None, init=False, repr=False)  # set by prepare()
     _maps: tuple | None = field(default=None, init=False, repr=False)
-    _shrink_wh: tuple | None = field(default=None, init=False, repr=False)
+    # remap mode only: the IR is first area-resized to shrink_wh (None: not), then remapped by remap_matrix
+    shrink_wh: tuple | None = field(default=None, init=False, repr=False)
+    remap_matrix: np.ndarray | None = field(default=None, init=False, repr=False)
 
     # ------------------------------------------------------------ loading / saving
     @classmethod
@@ -206,13 +208,14 @@ class Registration:
         self.ir_to_model = scale_matrix(self.out_wh, self.ir_out_wh) @ self.ir_matrix(ir_wh, vis_wh)
         self.vis_to_output = self.vis_matrix(vis_wh)
         self.ir_mode = _mode(self.ir_to_model, ir_wh, self.ir_out_wh)
-        self._maps = self._shrink_wh = None
+        self._maps = self.shrink_wh = self.remap_matrix = None
         if self.ir_mode == "remap":
             m = self.ir_to_model
             scale = math.sqrt(abs(np.linalg.det(m[:2, :2] - np.outer(m[:2, 2], m[2, :2]))))  # at the origin
             if scale < 0.75:  # the IR gets much smaller: area-average first, or the remap aliases
-                self._shrink_wh = (max(1, round(ir_wh[0] * scale)), max(1, round(ir_wh[1] * scale)))
-                m = m @ np.linalg.inv(scale_matrix(ir_wh, self._shrink_wh))
+                self.shrink_wh = (max(1, round(ir_wh[0] * scale)), max(1, round(ir_wh[1] * scale)))
+                m = m @ np.linalg.inv(scale_matrix(ir_wh, self.shrink_wh))
+            self.remap_matrix = m
             mx, my = _maps(m, self.ir_out_wh)
             self._maps = cv2.convertMaps(mx, my, cv2.CV_16SC2)  # fixed-point maps: about 2x faster remap
         return self
@@ -222,14 +225,16 @@ class Registration:
             raise RuntimeError("Registration.prepare(ir_hw, vis_hw) must be called before warping")
 
     def float_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """For each model-grid pixel, the IR pixel it samples (x map, y map), float32."""
+        """For each model-grid pixel, the pixel it samples (x map, y map), float32, of the IR as the remap
+        sees it (area-resized to ``shrink_wh`` first when that is set)."""
         self._prepared()
-        return _maps(self.ir_to_model, self.ir_out_wh)
+        return _maps(self.ir_to_model if self.remap_matrix is None else self.remap_matrix, self.ir_out_wh)
 
     def sampling_grid(self) -> np.ndarray:
-        """HxWx2 float32 grid for torch ``grid_sample(ir, grid, align_corners=False)`` (x, y in [-1, 1])."""
+        """HxWx2 float32 grid for torch ``grid_sample(ir, grid, align_corners=False)`` (x, y in [-1, 1]),
+        on the IR as the remap sees it (see ``float_maps``)."""
         mx, my = self.float_maps()
-        w, h = self.ir_wh
+        w, h = self.shrink_wh or self.ir_wh
         return np.stack([(2 * mx + 1) / w - 1, (2 * my + 1) / h - 1], axis=-1).astype(np.float32)
 
     def warp_ir(self, ir: np.ndarray) -> np.ndarray:
@@ -240,8 +245,8 @@ class Registration:
         if self.ir_mode == "resize":
             shrink = self.ir_out_wh[0] < ir.shape[1]
             return cv2.resize(ir, self.ir_out_wh, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        if self._shrink_wh is not None:
-            ir = cv2.resize(ir, self._shrink_wh, interpolation=cv2.INTER_AREA)
+        if self.shrink_wh is not None:
+            ir = cv2.resize(ir, self.shrink_wh, interpolation=cv2.INTER_AREA)
         return cv2.remap(ir, self._maps[0], self._maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
     def warp_vis(self, vis: np.ndarray) -> np.ndarray:

@@ -3,9 +3,12 @@
 Threads and bounded queues (each arrow), so decoding, inference and encoding overlap (PyAV,
 OpenCV and the inference runtimes release the GIL while they work)::
 
-    IR reader  ─┐                                                                          ┌─► output 1
-                ├─ pair (FramePairer) ─► fuse (register, normalise, model) ─► write (colour, mosaic) ─┼─► output 2
-    VIS reader ─┘                                                                          └─► ...
+    IR reader  ─┐                                                                                    ┌─► output 1
+                ├─ pair (FramePairer) ─► stage (register, normalise, model, colour) ─► write (mosaic) ─┼─► output 2
+    VIS reader ─┘                                                                                    └─► ...
+
+The per-pair work is the injected ``Stage`` (CpuStage, or GpuStage when the model runs on CUDA);
+this module is only the plumbing around it: threads, queues, statistics, shutdown.
 
 Lossless mode (files, sequences): every queue put blocks when full, so a slow model slows the
 readers down instead of losing frames. Live mode: readers keep the newest frames, the pair queue
@@ -35,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from streamfuse import StreamfuseError
-from streamfuse.color import merge_luma, normalize_ir, split_luma, to_uint8
+from streamfuse.color import to_uint8
 from streamfuse.config import RunConfig
 from streamfuse.io.frame import Frame, SourceError
 from streamfuse.io.reader import ReaderDone
@@ -112,9 +115,15 @@ class Stats:
 
 
 class Pipeline:
-    def __init__(self, config: RunConfig, fuser=None):
+    """``Pipeline(config).run() -> Stats``. ``fuser``: a ready Fuser (benchmarks, tests; default: load_fuser
+    from the config). ``stage``: "auto" (GpuStage when the model runs on CUDA), "cpu" or "gpu" (see
+    streamfuse.stage.make_stage); the stage made is ``self.stage`` once ``run`` has started."""
+
+    def __init__(self, config: RunConfig, fuser=None, stage: str = "auto"):
         self.config = config.validate()
-        self.fuser = fuser  # a ready Fuser (benchmarks, tests); default: load_fuser from the config
+        self.fuser = fuser
+        self.stage_kind = stage
+        self.stage = None
         self.stats = Stats(output=", ".join(map(redact_uri, config.outputs)),
                            sources={"ir": redact_uri(config.ir), "vis": redact_uri(config.vis)})
         self.outputs = None  # the Fanout, once the outputs are open
@@ -124,7 +133,9 @@ class Pipeline:
         self._stop_reason: str | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self.timers = {name: StageTimer() for name in ("prepare", "model", "colour", "write", "latency")}
+        # prepare, model, colour: the stage's steps (GpuStage reports them as one "model" time); compose:
+        # mosaic/overlay; write (the first output's sink) and latency (paired -> written): the outputs
+        self.timers = {name: StageTimer() for name in ("prepare", "model", "colour", "compose", "write", "latency")}
 
     # ------------------------------------------------------------------ control
     def stop(self, reason: str = "interrupted", drain: bool = False) -> None:
@@ -153,6 +164,7 @@ class Pipeline:
         from streamfuse.io.sinks import check_writable
         from streamfuse.io.sources import open_source
         from streamfuse.io.uri import parse_source
+        from streamfuse.stage import make_stage
 
         cfg = self.config
         output_options = {**cfg.output_options, **({"token": cfg.token} if cfg.token else {})}
@@ -167,6 +179,8 @@ class Pipeline:
                 extra["onnx_path"] = Path(cfg.onnx_path)
             self.fuser = load_fuser(cfg.model, backend=cfg.backend, device=cfg.device, precision=cfg.precision,
                                     variant=cfg.variant, threads=cfg.threads or 1, **extra)
+        self.stage = make_stage(self.fuser, self.registration, agc=tuple(cfg.agc), kind=self.stage_kind,
+                                keep_inputs=cfg.mosaic or cfg.overlay)
         self.stats.model = f"{self.fuser.spec.name}/{self.fuser.variant}"
         self.stats.backend, self.stats.device = self.fuser.backend, self.fuser.device
         live = any(parse_source(uri).kind in ("rtsp", "v4l2") for uri in (cfg.ir, cfg.vis))
@@ -371,59 +385,22 @@ class Pipeline:
                     pass
 
     def _fuse_loop(self, pair_q, fused_q) -> None:
-        prepared = None
-        gpu = None  # GpuFusion: register/normalise/fuse/colour on the GPU, only the fused BGR comes back
         try:
             while True:
                 item = self._get(pair_q, until=self._hurry)
                 if item is None or item is _END:
                     break
                 ir, vis, t_paired = item
-                t0 = time.perf_counter()
-                shapes = (ir.image.shape[:2], vis.image.shape[:2])
-                if shapes != prepared:
-                    self._prepare_registration(*shapes)
-                    prepared = shapes
-                    if self._use_gpu_stage():
-                        from streamfuse.gpu import GpuFusion
-
-                        gpu = GpuFusion(self.fuser, self.registration, agc=tuple(self.config.agc))
-                if gpu is not None:
-                    image = gpu.process(ir.image, vis.image)
-                    self.timers["model"].add(time.perf_counter() - t0)
-                    self.stats.fused += 1
-                    if not self._put(fused_q, (ir, vis, None, None, image, None, t_paired)):
-                        break
-                    continue
-                ir_img = self.registration.warp_ir(ir.image)
-                vis_img = self.registration.warp_vis(vis.image)
-                vis_y, crcb = split_luma(vis_img)
-                ir_f = normalize_ir(ir_img, tuple(self.config.agc))
-                t1 = time.perf_counter()
-                fused_y = self.fuser.fuse(ir_f, vis_y)
-                t2 = time.perf_counter()
-                self.timers["prepare"].add(t1 - t0)
-                self.timers["model"].add(t2 - t1)
+                result = self.stage.process(ir.image, vis.image)
+                for step, seconds in result.seconds.items():
+                    self.timers[step].add(seconds)
                 self.stats.fused += 1
-                if not self._put(fused_q, (ir, vis, ir_f, vis_img, fused_y, crcb, t_paired)):
+                if not self._put(fused_q, (result, ir, vis, t_paired)):
                     break
         except BaseException as exc:  # noqa: BLE001
             self._fail(exc)
         finally:
             self._put(fused_q, _END)
-
-    def _use_gpu_stage(self) -> bool:
-        """Frames stay on the GPU when the model runs there; mosaic and overlay need the CPU images."""
-        return self.fuser.device == "cuda" and not (self.config.mosaic or self.config.overlay)
-
-    def _prepare_registration(self, ir_hw, vis_hw):
-        """Warps for these frame sizes; the IR goes straight to the model's IR grid (1/ir_scale for DDcGAN-style models)."""
-        reg = self.registration
-        out_w, out_h = reg.output_wh((vis_hw[1], vis_hw[0]))
-        reg.prepare(ir_hw, vis_hw, ir_out_hw=self.fuser.ir_shape((out_h, out_w)))
-        log.info("registration: IR %dx%d -> %s, visible %dx%d -> output %dx%d", ir_hw[1], ir_hw[0], reg.ir_mode,
-                 vis_hw[1], vis_hw[0], out_w, out_h)
-        return out_h, out_w
 
     def _write_loop(self, fused_q, outputs) -> None:
         from streamfuse.calibration.overlay import draw_overlay
@@ -435,19 +412,19 @@ class Pipeline:
                 item = self._get(fused_q)
                 if item is None or item is _END:
                     break
-                ir, vis, ir_f, vis_img, fused_y, crcb, t_paired = item
+                result, ir, vis, t_paired = item
                 t0 = time.perf_counter()
-                # the GPU stage hands over the finished BGR frame (ir_f is None then)
-                image = fused_y if ir_f is None else merge_luma(fused_y, crcb)
+                image = result.fused
                 if self.config.overlay:
-                    image = draw_overlay(image, ir_f)
+                    image = draw_overlay(image, result.ir)
                 frame = OutputFrame(image, vis.pts_ns, t_paired)  # the outputs keep the visible stream's timestamps
                 if self.config.mosaic:
-                    frame.image = mosaic(to_uint8(ir_f), vis_img, image)
+                    frame.image = mosaic(to_uint8(result.ir), result.vis, image)
                 else:  # the browser view's mosaic (registered frames; the GPU stage keeps those on the GPU)
-                    frame.ir = ir.image if ir_f is None else ir_f
-                    frame.vis = vis.image if vis_img is None else vis_img
-                self.timers["colour"].add(time.perf_counter() - t0)
+                    frame.ir = ir.image if result.ir is None else result.ir
+                    frame.vis = vis.image if result.vis is None else result.vis
+                if self.config.overlay or self.config.mosaic:
+                    self.timers["compose"].add(time.perf_counter() - t0)
                 if not outputs.put(frame):
                     break
                 self.stats.written += 1

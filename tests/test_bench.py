@@ -38,6 +38,20 @@ def test_bad_arguments_are_named():
         run_bench(models=["res2net"], backends=["onnxruntime"], sizes=[(64, 64)], frames=2)
 
 
+def test_bench_writes_to_out_bench_unless_asked(tmp_path, monkeypatch, capsys):
+    """A trial run leaves the published docs/benchmarks.* alone: the default output is out/bench/."""
+    from streamfuse import REPO_DIR
+
+    published = [REPO_DIR / "docs" / f"benchmarks.{ext}" for ext in ("md", "json")]
+    before = [p.read_bytes() if p.exists() else None for p in published]
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--models", "average", "--backends", "onnxruntime", "--sizes", "64x48", "--frames", "2"]) == 0
+    doc = json.loads((tmp_path / "out" / "bench" / "benchmarks.json").read_text())
+    assert doc["rows"][0]["status"] == "ok" and (tmp_path / "out" / "bench" / "benchmarks.md").is_file()
+    assert [p.read_bytes() if p.exists() else None for p in published] == before
+    assert "wrote out/bench/benchmarks.md" in capsys.readouterr().out
+
+
 def test_the_batch_section_survives_a_new_bench_table(tmp_path):
     from streamfuse.bench import BATCH_HEADING, kept_section
 

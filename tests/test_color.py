@@ -51,3 +51,16 @@ def test_three_equal_channels_read_as_gray():
 def test_bad_ir_shape_is_one_line_error():
     with pytest.raises(StreamfuseError, match="expected a gray or 3-channel"):
         to_gray(np.zeros((2, 2, 5), np.uint8))
+
+
+def test_auto_gain_is_one_implementation_for_numpy_and_torch():
+    torch = pytest.importorskip("torch")
+    from streamfuse.color import auto_gain
+
+    ir = (np.random.default_rng(3).normal(20000, 3000, (120, 160))).clip(0, 65535).astype(np.uint16)
+    want = auto_gain(ir, (2.0, 98.0))
+    got = auto_gain(torch.from_numpy(ir.astype(np.int32)), (2.0, 98.0)).numpy()
+    assert want.dtype == got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert want.min() == 0.0 and want.max() == 1.0
+    assert not auto_gain(np.full((4, 4), 7, np.uint16)).any()  # a flat frame: zeros

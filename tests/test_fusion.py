@@ -1,14 +1,18 @@
-"""Fusion of real pairs end to end: sizes and colour on the bundled KAIST still, and that both sources
-survive on the 18 TNO pairs of ../shared/data (realdata tier)."""
+"""Fusion of real pairs end to end through the stage: sizes and colour on the bundled KAIST still, and
+that both sources survive on the 18 TNO pairs of ../shared/data (realdata tier)."""
 import cv2
 import numpy as np
 import pytest
 
 from streamfuse.backends import load_fuser
 from streamfuse.color import to_gray
-from streamfuse.fusion import fuse_images
 from streamfuse.io.images import pair_folders, read_image
+from streamfuse.stage import CpuStage
 from tests.helpers.clips import kaist_images
+
+
+def fuse_images(fuser, ir, vis):
+    return CpuStage(fuser).process(ir, vis).fused
 
 
 def corr(a, b):

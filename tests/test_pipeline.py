@@ -68,8 +68,8 @@ def test_reproduces_every_frame_pair(media, fast_fuser, tmp_path):
     frame off is told apart."""
     import cv2
 
-    from streamfuse.fusion import fuse_images
     from streamfuse.pipeline import Pipeline
+    from streamfuse.stage import CpuStage
 
     out = tmp_path / "frames"
     stats = Pipeline(config(media, "ir30", "vis25", f"images://{out}"), fuser=fast_fuser).run()
@@ -79,15 +79,17 @@ def test_reproduces_every_frame_pair(media, fast_fuser, tmp_path):
     written = sorted(out.glob("*.png"))
     assert len(written) == len(pairs)
 
-    fuser = fast_fuser
+    def fuse(ir, vis):
+        return CpuStage(fast_fuser).process(ir, vis).fused
+
     ir, vis = read_all(str(media["ir30"]), "ir"), read_all(str(media["vis25"]), "vis")
     for k, (i, j) in enumerate(pairs):
         got = cv2.imread(str(written[k]), cv2.IMREAD_COLOR).astype(int)
-        want = fuse_images(fuser, ir[i], vis[j])
+        want = fuse(ir[i], vis[j])
         assert np.abs(got - want).max() <= 1, f"output frame {k} is not the fusion of IR {i} + VIS {j}"
         for wrong in (i - 1, i + 1):
             if 0 <= wrong < len(ir):
-                assert np.abs(got - fuse_images(fuser, ir[wrong], vis[j])).mean() > np.abs(got - want).mean()
+                assert np.abs(got - fuse(ir[wrong], vis[j])).mean() > np.abs(got - want).mean()
 
 
 def test_lossless_frame_count_and_duration(media, fuser, tmp_path):
@@ -162,15 +164,40 @@ def test_overlay_draws_the_ir_edges_on_the_output(media, fast_fuser, tmp_path):
     assert magenta(frames[True]) > 50 * max(magenta(frames[False]), 1)
 
 
+@pytest.mark.parametrize("mosaic", [False, True])
+def test_the_gpu_stage_runs_in_the_pipeline(media, tmp_path, mosaic):
+    """GpuStage forced, with torch on the CPU: it fuses every pair (its own count), and the frames
+    written match those of the CPU stage (lossless outputs, so the comparison is of the stages)."""
+    pytest.importorskip("torch")
+    from streamfuse.backends import load_fuser
+    from streamfuse.pipeline import Pipeline
+    from streamfuse.stage import CpuStage, GpuStage
+
+    fuser = load_fuser("average", backend="torch", device="cpu")
+    frames = {}
+    for kind in ("gpu", "cpu"):
+        out = tmp_path / f"{kind}.mkv"
+        pipe = Pipeline(config(media, "ir30", "vis25", out, max_frames=5, mosaic=mosaic, output_options={"crf": 0}),
+                        fuser=fuser, stage=kind)
+        stats = pipe.run()
+        assert isinstance(pipe.stage, GpuStage if kind == "gpu" else CpuStage)
+        assert pipe.stage.frames == stats.fused == stats.written == 5
+        frames[kind] = np.stack(decode_clip(out)[0]).astype(int)
+    assert frames["gpu"].shape == (5, 120, 480 if mosaic else 160, 3)
+    assert np.abs(frames["gpu"] - frames["cpu"]).mean() <= 0.05
+
+
 @pytest.mark.gpu
 def test_cuda_model_uses_the_gpu_stage(media, tmp_path):
     from streamfuse.backends import load_fuser
     from streamfuse.pipeline import Pipeline
+    from streamfuse.stage import GpuStage
 
     cuda = load_fuser("res2netfuse", backend="torch", device="cuda")
     out = tmp_path / "gpu.mp4"
     pipe = Pipeline(config(media, "ir30", "vis25", out, max_frames=5), fuser=cuda)
-    assert pipe.run().written == 5 and pipe._use_gpu_stage()
+    assert pipe.run().written == 5
+    assert isinstance(pipe.stage, GpuStage) and pipe.stage.device.type == "cuda" and pipe.stage.frames == 5
     assert len(decode_clip(out)[0]) == 5
 
 

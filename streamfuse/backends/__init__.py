@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
 
 from streamfuse import StreamfuseError
@@ -62,7 +63,9 @@ def load_fuser(model: str = "res2netfuse", backend: str = "auto", device: str = 
 
     ``device`` is "cpu", "cuda" or "auto" (CUDA when torch sees a GPU). ``variant`` selects a model
     variant (e.g. the Res2NetFuse fusion strategy "l1" or "mean"). ``threads`` sets intra-op
-    threads on CPU backends.
+    threads on CPU backends. Backend-specific options go in ``kwargs`` (``onnx_path`` for onnxruntime,
+    openvino and tensorrt; ``module`` for torch; ``workspace``, ``cache_dir`` for tensorrt); an option
+    the backend does not take is one StreamfuseError.
     """
     spec = get_model(model)
     variant = spec.check_variant(variant)
@@ -72,9 +75,10 @@ def load_fuser(model: str = "res2netfuse", backend: str = "auto", device: str = 
         raise StreamfuseError(f"unknown device '{device}'; expected cpu, cuda or auto")
     if backend == "auto":
         order = CUDA_PREFERENCE if device == "cuda" else CPU_PREFERENCE
-        candidates = [b for b in order if backend_usable(b, device)]
+        candidates = [b for b in order if backend_usable(b, device) and not _unknown_options(b, kwargs)]
         if not candidates:
-            raise StreamfuseError(f"no backend available for device {device}; install onnxruntime")
+            options = f" taking {', '.join(kwargs)}" if kwargs else ""
+            raise StreamfuseError(f"no backend{options} available for device {device}; install onnxruntime")
         for i, name in enumerate(candidates):  # fall back down the order when one cannot start here
             try:
                 fuser = load_fuser(model, name, device, precision, variant, threads, **kwargs)
@@ -87,9 +91,27 @@ def load_fuser(model: str = "res2netfuse", backend: str = "auto", device: str = 
             return fuser
     if backend not in BACKENDS:
         raise StreamfuseError(f"unknown backend '{backend}'{did_you_mean(backend, BACKENDS)}; known: {', '.join(BACKENDS)}")
+    unknown = _unknown_options(backend, kwargs)
+    if unknown:
+        takers = [b for b in BACKENDS if not _unknown_options(b, {unknown[0]: None})]
+        raise StreamfuseError(f"backend '{backend}' does not take the option {', '.join(map(repr, unknown))}"
+                              f"{OPTION_FLAGS.get(unknown[0], '')}; backends that do: {', '.join(takers) or 'none'}")
+    return _backend_class(backend)(spec, variant, device=device, precision=precision, threads=threads, **kwargs)
+
+
+# command-line spelling of backend options, for error messages
+OPTION_FLAGS = {"onnx_path": " (--onnx)"}
+
+
+def _backend_class(backend: str) -> type[Fuser]:
     module_name, _, cls_name = BACKENDS[backend].partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(spec, variant, device=device, precision=precision, threads=threads, **kwargs)
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def _unknown_options(backend: str, options: dict) -> list[str]:
+    """The keys of ``options`` that ``backend``'s constructor does not take (its module imports no runtime)."""
+    params = inspect.signature(_backend_class(backend).__init__).parameters
+    return [k for k in options if k not in params or k in ("self", "spec", "variant")]
 
 
 __all__ = ["Fuser", "load_fuser", "available_backends", "BACKENDS"]

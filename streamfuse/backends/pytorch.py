@@ -27,8 +27,8 @@ class TorchFuser(Fuser):
         self.module = (module or spec.build(variant)).to(device=device, dtype=self.dtype).eval()
 
     def _run(self, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        with torch.inference_mode():
-            ir_t = torch.from_numpy(ir).to(self.device, self.dtype)
-            vis_t = torch.from_numpy(vis).to(self.device, self.dtype)
-            return self.module(ir_t, vis_t).float().cpu().numpy()
+        return self._run_tensor(self.torch.from_numpy(ir), self.torch.from_numpy(vis)).float().cpu().numpy()
+
+    def _run_tensor(self, ir, vis):
+        with self.torch.inference_mode():
+            return self.module(ir.to(self.device, self.dtype), vis.to(self.device, self.dtype))

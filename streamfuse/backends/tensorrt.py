@@ -6,8 +6,8 @@ read by the next torch op on that same stream, so no explicit synchronisation is
 result goes back to the host. The engine for a frame size is built on first use (one progress
 line; a minute or two) and cached in ``engines/`` (see ``streamfuse.export.cache``).
 
-``run_torch`` is the GPU-resident entry point used by ``streamfuse.gpu``: CUDA tensors in, a CUDA
-tensor out, no host copies.
+``Fuser.fuse_tensor`` (the GPU stage's entry point) runs ``_run_tensor``: CUDA tensors in, the
+engine's CUDA output buffer out, no host copies.
 """
 from __future__ import annotations
 
@@ -105,8 +105,8 @@ class TensorRTFuser(Fuser):
         return slot
 
     # ------------------------------------------------------------ running
-    def run_torch(self, ir, vis):
-        """N x 1 x h x w and N x 1 x H x W CUDA float tensors -> fused N x 1 x H x W CUDA tensor.
+    def _run_tensor(self, ir, vis):
+        """N x 1 x h x w and N x 1 x H x W CUDA float tensors (padded) -> fused N x 1 x H x W CUDA tensor.
 
         The returned tensor is the engine's output buffer: valid until the next call on this size.
         """
@@ -122,7 +122,7 @@ class TensorRTFuser(Fuser):
         torch = self.torch
         ir_t = torch.from_numpy(ir).to("cuda")
         vis_t = torch.from_numpy(vis).to("cuda")
-        return self.run_torch(ir_t, vis_t).float().cpu().numpy()  # .cpu() waits for the stream
+        return self._run_tensor(ir_t, vis_t).float().cpu().numpy()  # .cpu() waits for the stream
 
     def close(self) -> None:
         self._slots.clear()

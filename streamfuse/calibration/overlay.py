@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from streamfuse.color import auto_gain, to_uint8
+
 EDGE_COLOUR = (255, 0, 255)  # magenta (BGR): rare in real scenes
 
 
@@ -14,11 +16,7 @@ def _ir_u8(ir: np.ndarray, size) -> np.ndarray:
         ir = ir[..., 0]
     if ir.shape[1] != size[0] or ir.shape[0] != size[1]:
         ir = cv2.resize(ir, size, interpolation=cv2.INTER_LINEAR)
-    if ir.dtype != np.uint8:
-        f = ir.astype(np.float32)
-        lo, hi = np.percentile(f, (1, 99))
-        ir = np.clip((f - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
-    return ir
+    return ir if ir.dtype == np.uint8 else to_uint8(auto_gain(ir, (1.0, 99.0)))
 
 
 def _bgr(vis: np.ndarray) -> np.ndarray:

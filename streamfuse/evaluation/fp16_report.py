@@ -1,7 +1,8 @@
 """The FP16 report: does a model survive FP16 on real pairs?
 
-``fp16_report`` gives each layer's largest |activation| of the float32 graph (``activations``) and
-the PSNR of the FP16 graph's fused images against the float32 ones, run on ONNX Runtime's CPU, so
+``fp16_report`` prepares each pair with the per-pair stage (``streamfuse.stage.CpuStage``) and gives
+each layer's largest |activation| of the float32 graph (``activations``) and the PSNR of the FP16
+graph's fused images against the float32 ones, run on ONNX Runtime's CPU, so
 FP16 numerics are checked on machines without a GPU (``python run.py export --check-fp16``).
 """
 from __future__ import annotations
@@ -94,10 +95,9 @@ def fp16_report(model: str, variant: str | None = None, data_dir: str | Path | N
 
     from streamfuse import SAMPLE_DIR
     from streamfuse.backends.onnxruntime import OnnxRuntimeFuser
-    from streamfuse.color import normalize_ir, split_luma
-    from streamfuse.fusion import fuse_images
     from streamfuse.models import get_model
     from streamfuse.models.registry import graph_not_found
+    from streamfuse.stage import CpuStage
 
     spec = get_model(model)
     variant = spec.check_variant(variant)
@@ -111,11 +111,10 @@ def fp16_report(model: str, variant: str | None = None, data_dir: str | Path | N
 
         pairs = [(stem, cv2.resize(ir, (-(-ir.shape[1] // scale), -(-ir.shape[0] // scale)), interpolation=cv2.INTER_AREA), vis)
                  for stem, ir, vis in pairs]
-    frames = [(normalize_ir(ir), split_luma(vis)[0]) for _, ir, vis in pairs]
-    layers = activation_ranges(spec, variant, onnx_path, frames)
+    f32 = CpuStage(OnnxRuntimeFuser(spec, variant, threads=1, onnx_path=onnx_path))
+    layers = activation_ranges(spec, variant, onnx_path, [f32.model_inputs(ir, vis) for _, ir, vis in pairs])
     with tempfile.TemporaryDirectory() as tmp:
         half_path = convert_onnx_fp16(onnx_path, Path(tmp) / "fp16.onnx")
-        f32 = OnnxRuntimeFuser(spec, variant, threads=1, onnx_path=onnx_path)
-        f16 = OnnxRuntimeFuser(spec, variant, precision="fp16", threads=1, onnx_path=half_path)
-        scores = {stem: psnr(fuse_images(f32, ir, vis), fuse_images(f16, ir, vis)) for stem, ir, vis in pairs}
+        f16 = CpuStage(OnnxRuntimeFuser(spec, variant, precision="fp16", threads=1, onnx_path=half_path))
+        scores = {stem: psnr(f32.process(ir, vis).fused, f16.process(ir, vis).fused) for stem, ir, vis in pairs}
     return Fp16Report(spec.name, variant, layers, scores)

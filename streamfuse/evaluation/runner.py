@@ -212,7 +212,7 @@ def fuse_and_score(models: str, data_dirs, out_dir, metrics: list[str] | None = 
     ``reuse_fused``: a fused image already there and newer than the model's ONNX file is scored as
     it is instead of being fused again (to resume or extend an evaluation)."""
     from streamfuse.backends import DEFAULT_THREADS, load_fuser
-    from streamfuse.fusion import fuse_images
+    from streamfuse.stage import CpuStage
 
     pairs = dataset_pairs(data_dirs)
     chosen = resolve_models(models)
@@ -223,19 +223,19 @@ def fuse_and_score(models: str, data_dirs, out_dir, metrics: list[str] | None = 
         fuser = load_fuser(name, backend="onnxruntime", device="cpu", variant=variant, threads=threads or DEFAULT_THREADS)
         method = name if variant in (None, fuser.spec.default_variant) else f"{name}:{variant}"
         onnx = fuser.path
-        fusers.append((method, fuser, onnx.stat().st_mtime if reuse_fused and onnx.exists() else math.inf))
+        fusers.append((method, CpuStage(fuser), onnx.stat().st_mtime if reuse_fused and onnx.exists() else math.inf))
     scores = Scores(list(metrics or METRICS))
     reused = 0
     bar = _progress(len(pairs) * len(fusers), "fusing + scoring")
     for stem, ir_path, vis_path in pairs:
         ir, vis = load_source_pair(ir_path, vis_path)
-        for method, fuser, model_time in fusers:
+        for method, stage, model_time in fusers:
             path = Path(out_dir) / "fused" / method.replace(":", "-") / f"{stem}.png"
             if path.exists() and path.stat().st_mtime > model_time:
                 fused = read_image(path, "fused image")
                 reused += 1
             else:
-                fused = fuse_images(fuser, ir, vis)
+                fused = stage.process(ir, vis).fused
                 write_image(path, fused)
             _score_one(scores, method, stem, fused, path, ir, ir_path, vis)
             bar.update()

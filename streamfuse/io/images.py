@@ -29,6 +29,18 @@ def read_image(path, what: str = "image") -> np.ndarray:
     return img
 
 
+def read_pair(ir_path, vis_path) -> tuple[np.ndarray, np.ndarray]:
+    """An IR image (uint8/uint16 gray; 3 equal channels read as gray) and a visible image (BGR or gray,
+    16-bit files brought to uint8), as the stage takes them."""
+    from streamfuse.color import to_gray
+
+    ir = to_gray(read_image(ir_path, "IR image"), name=str(ir_path))
+    vis = read_image(vis_path, "visible image")
+    if vis.dtype != np.uint8:
+        vis = (vis / 257).astype(np.uint8)
+    return ir, vis
+
+
 def write_image(path, img: np.ndarray) -> Path:
     """Write atomically (temp file + rename), so an interrupted run leaves no half-written file."""
     path = Path(path)

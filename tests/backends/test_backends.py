@@ -63,3 +63,34 @@ def test_unknown_backend_suggests():
 def test_unknown_device():
     with pytest.raises(StreamfuseError, match="unknown device 'tpu'"):
         load_fuser("res2netfuse", backend="onnxruntime", device="tpu")
+
+
+def test_an_option_the_backend_does_not_take_is_one_line(tmp_path):
+    with pytest.raises(StreamfuseError, match="backend 'torch' does not take the option 'onnx_path' .--onnx.; "
+                                              "backends that do: onnxruntime, openvino, tensorrt"):
+        load_fuser("res2netfuse", backend="torch", device="cpu", onnx_path=tmp_path / "g.onnx")
+    with pytest.raises(StreamfuseError, match="backend 'onnxruntime' does not take the option 'module'"):
+        load_fuser("res2netfuse", backend="onnxruntime", device="cpu", module=None)
+
+
+def test_run_with_onnx_on_the_torch_backend_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from streamfuse import REPO_DIR, SAMPLE_DIR
+    from streamfuse.models import get_model
+
+    graph = get_model("average").onnx_path()
+    r = subprocess.run([sys.executable, str(REPO_DIR / "run.py"), "run", "--ir", str(SAMPLE_DIR / "ir.mp4"), "--vis",
+                        str(SAMPLE_DIR / "vis.mp4"), "-o", str(tmp_path / "o.mp4"), "--onnx", str(graph),
+                        "--backend", "torch"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: backend 'torch' does not take the option 'onnx_path' (--onnx); "
+                                "backends that do: onnxruntime, openvino, tensorrt")
+
+
+def test_auto_picks_a_backend_that_takes_the_options():
+    from streamfuse.models import get_model
+
+    fuser = load_fuser("average", backend="auto", device="cpu", onnx_path=get_model("average").onnx_path())
+    assert fuser.backend in ("onnxruntime", "openvino")

@@ -119,16 +119,10 @@ def test_engine_is_reused_and_runs_on_gpu_tensors(model, variant, tmp_path, capl
         got = second.fuse(ir, vis)
     assert not [r for r in caplog.records if "building" in r.getMessage()]
     np.testing.assert_array_equal(got, expected)
-    from streamfuse.backends.base import _reflect_pad
-    from streamfuse.export.tensorrt import model_shapes
-
-    h, w = vis.shape
-    shapes = model_shapes(spec, (h, w), variant=variant)
-    vis_p = _reflect_pad(vis[None], *shapes["vis"][2:])
-    ir_p = _reflect_pad(second._fit_ir(ir[None], (h, w)), *shapes["ir"][2:])
-    out = second.run_torch(torch.from_numpy(ir_p[:, None]).cuda(), torch.from_numpy(vis_p[:, None]).cuda())
-    assert out.is_cuda and tuple(out.shape) == shapes["vis"]
-    np.testing.assert_allclose(out[0, 0, :h, :w].float().clamp(0, 1).cpu().numpy(), expected, atol=1e-6)
+    ir_t = torch.from_numpy(second._fit_ir(ir[None], vis.shape))[:, None].cuda()
+    out = second.fuse_tensor(ir_t, torch.from_numpy(vis)[None, None].cuda())
+    assert out.is_cuda and tuple(out.shape) == (1, 1, *vis.shape)
+    np.testing.assert_allclose(out[0, 0].cpu().numpy(), expected, atol=1e-6)
 
 
 @pytest.mark.gpu
