@@ -38,7 +38,7 @@ from pathlib import Path
 from streamfuse import StreamfuseError
 from streamfuse.config import RunConfig
 from streamfuse.io.images import IMAGE_EXTS
-from streamfuse.io.uri import VIDEO_SUFFIXES
+from streamfuse.io.uri import VIDEO_SUFFIXES, RedactingFormatter, redact_uri
 
 log = logging.getLogger("streamfuse")
 
@@ -90,11 +90,10 @@ def _is_video(path: Path) -> bool:
 
 
 def _video_frames(path: Path) -> int | None:
-    import av
+    from streamfuse.io.sources import video_frame_count
 
     try:
-        with av.open(str(path)) as container:
-            return container.streams.video[0].frames or None
+        return video_frame_count(path) or None
     except Exception:  # noqa: BLE001 - unknown until it runs; the run reports the reason
         return None
 
@@ -284,12 +283,10 @@ def frames_in_output(path: Path) -> int | None:
     """Frames in a finished output (a video's frame count or a folder's image files); None if unreadable."""
     if path.is_dir():
         return len(_images_in(path))
-    import av
+    from streamfuse.io.sources import video_frame_count
 
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            return stream.frames or sum(1 for p in container.demux(stream) if p.size)
+        return video_frame_count(path)
     except Exception:  # noqa: BLE001 - an unreadable output is an incomplete one
         return None
 
@@ -357,7 +354,7 @@ def _result(seq: Sequence, status: str, output: Path | None = None, stats: dict 
     read = stats.get("read", {})
     return {"sequence": seq.name, "status": status, "ir_read": read.get("ir", ""), "vis_read": read.get("vis", ""),
             "paired": stats.get("paired", ""), "fused": stats.get("written", ""), "fps": stats.get("fps", ""),
-            "seconds": stats.get("seconds", ""), "output": str(output or ""), "reason": reason}
+            "seconds": stats.get("seconds", ""), "output": str(output or ""), "reason": redact_uri(reason)}
 
 
 def _one_line(exc: BaseException) -> str:
@@ -415,7 +412,7 @@ def _fuse_sequence(seq: Sequence, settings: BatchSettings, out: Path, progress) 
         _name_like_sources(partial, vis_frames, output_options["ext"])
     _remove(out)
     os.replace(partial, out)
-    record = {"sequence": seq.name, "ir": seq.ir, "vis": seq.vis, "calib": config.calib, "output": str(out),
+    record = {"sequence": seq.name, "ir": redact_uri(seq.ir), "vis": redact_uri(seq.vis), "calib": config.calib, "output": str(out),
               "model": config.model, "variant": fuser.variant, "backend": fuser.backend,
               "worker": {"pid": os.getpid(), "model_loads": _WORKER["loads"]}, "stats": stats}
     tmp = stats_file.with_name(f"{PARTIAL}{os.getpid()}-{stats_file.name}")
@@ -455,7 +452,9 @@ def _init_pool_worker(config: RunConfig, progress, parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch process's to handle
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     _WORKER["progress"] = progress
     try:
         _fuser_for(config)  # one model load per worker, before its first sequence

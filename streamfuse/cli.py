@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from streamfuse import StreamfuseError
+from streamfuse.io.uri import RedactingFormatter, redact_uri
 
 log = logging.getLogger("streamfuse")
 
@@ -120,14 +121,17 @@ def cmd_models(args) -> int:
     from streamfuse.models.registry import engines_dir
 
     print(f"{'model':14s} {'variants':18s} {'IR scale':12s} {'graphs':8s} {'weights':10s} paper")
-    for spec in list_models():
-        if not spec.trained:
+    for spec in list_models(speed_only=None):
+        if spec.speed_only:
+            weights = "random"
+        elif not spec.trained:
             weights = "baseline"
         else:
             weights = "shipped" if spec.weights_path().exists() else "-"
         ir_scales = "|".join(f"1/{spec.ir_scale_for(v)}" for v in spec.variants)
         graphs = f"{sum(spec.onnx_path(v).exists() for v in spec.variants)}/{len(spec.variants)}"
-        print(f"{spec.name:14s} {'|'.join(spec.variants):18s} {ir_scales:12s} {graphs:8s} {weights:10s} {spec.paper}")
+        note = " [speed reference, random weights: bench only]" if spec.speed_only else ""
+        print(f"{spec.name:14s} {'|'.join(spec.variants):18s} {ir_scales:12s} {graphs:8s} {weights:10s} {spec.paper}{note}")
     print(f"graphs and weights from {engines_dir()} (set STREAMFUSE_ENGINES to use another folder)")
     print(f"backends available here: {', '.join(available_backends())}")
     return 0
@@ -393,7 +397,7 @@ def cmd_batch(args) -> int:
     print(batch.describe(sequences), flush=True)
     if args.dry_run:
         for s in sequences:
-            print(f"  {s.name}: {s.ir} + {s.vis} ({s.frames if s.frames is not None else '?'} frames)"
+            print(f"  {s.name}: {redact_uri(s.ir)} + {redact_uri(s.vis)} ({s.frames if s.frames is not None else '?'} frames)"
                   + (f" FAILS: {s.problem}" if s.problem else ""))
         return 0
     settings = batch.BatchSettings(out_dir=args.output, config=config, images=args.images, force=args.force,
@@ -499,7 +503,7 @@ def cmd_calibrate(args) -> int:
     for line in report:
         print(line)
     print("wrote " + ", ".join(str(p) for p in written))
-    print(f"use it: python run.py run --ir {args.ir} --vis {args.vis} --calib {written[0]} -o out/fused.mp4")
+    print(f"use it: python run.py run --ir {redact_uri(args.ir)} --vis {redact_uri(args.vis)} --calib {written[0]} -o out/fused.mp4")
     return 0
 
 
@@ -559,14 +563,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(levelname)s: %(message)s"))  # no camera password in any log line
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return COMMANDS[args.command][1](args)
     except StreamfuseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_uri(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -93,7 +93,9 @@ def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], li
         vis = fr.capture(opts.vis, "vis", keep, opts.max_frames, opts.fps, near_ns=[f.pts_ns for f in ir.frames])
     report = [f"IR {ir.size[0]}x{ir.size[1]} ({len(ir.small)} frame(s) read), visible {vis.size[0]}x{vis.size[1]} "
               f"({len(vis.small)} frame(s) read)"]
-    meta: dict = {"ir_source": opts.ir, "vis_source": opts.vis}
+    from streamfuse.io.uri import redact_uri
+
+    meta: dict = {"ir_source": redact_uri(opts.ir), "vis_source": redact_uri(opts.vis)}  # the YAML is shared
     offset_ms = previous.time_offset_ms if previous is not None else 0.0
     if opts.sync:
         from streamfuse.calibration.timeoffset import MIN_CORRELATION, estimate_offset

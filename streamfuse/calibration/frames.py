@@ -36,7 +36,7 @@ def capture(uri: str, kind: str, keep: int, max_frames: int, fps: float | None =
         f = Frame(img, 0, 0, uri)
         return Capture(uri, (img.shape[1], img.shape[0]), [f], [_shrink(f)], None)
     from streamfuse.io.sources import open_source
-    from streamfuse.io.uri import parse_source
+    from streamfuse.io.uri import parse_source, redact_uri
 
     options = {"kind": kind}
     if fps is not None and parse_source(uri).kind == "images":
@@ -52,7 +52,7 @@ def capture(uri: str, kind: str, keep: int, max_frames: int, fps: float | None =
             except EndOfStream:
                 break
             if f is None:
-                raise StreamfuseError(f"{uri}: no frame within {LIVE_TIMEOUT_S:.0f} s")
+                raise StreamfuseError(f"{redact_uri(uri)}: no frame within {LIVE_TIMEOUT_S:.0f} s")
             if near_ns is not None:
                 for i, t in enumerate(near_ns):
                     if nearest[i] is None or abs(f.pts_ns - t) < abs(nearest[i].pts_ns - t):
@@ -65,7 +65,7 @@ def capture(uri: str, kind: str, keep: int, max_frames: int, fps: float | None =
     if near_ns is not None:
         frames = [f for f in nearest if f is not None]
     if not frames:
-        raise StreamfuseError(f"{uri}: no frames to calibrate from")
+        raise StreamfuseError(f"{redact_uri(uri)}: no frames to calibrate from")
     h, w = frames[0].image.shape[:2]
     return Capture(uri, (w, h), frames, small, src_fps)
 

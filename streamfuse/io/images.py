@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import cv2
@@ -23,7 +23,7 @@ def read_image(path, what: str = "image") -> np.ndarray:
         raise StreamfuseError(f"{path}: {what} file not found")
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
-        raise StreamfuseError(f"{path}: cannot decode as an {what} (expected a PNG/JPEG/BMP/TIFF image)")
+        raise StreamfuseError(f"{path}: cannot decode as {'an' if what[0] in 'aeiouAEIOU' else 'a'} {what} (expected a PNG/JPEG/BMP/TIFF image)")
     if img.ndim == 3 and img.shape[2] == 4:
         img = img[..., :3]
     return img
@@ -42,14 +42,16 @@ def read_pair(ir_path, vis_path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_image(path, img: np.ndarray) -> Path:
-    """Write atomically (temp file + rename), so an interrupted run leaves no half-written file."""
+    """Write atomically (temp file + rename), so an interrupted run leaves no half-written file.
+    The file gets the usual permissions (0666 less the umask, e.g. 0644), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = path.suffix.lower() or ".png"
     ok, buf = cv2.imencode(ext, img)
     if not ok:
         raise StreamfuseError(f"{path}: cannot encode an image with extension '{ext}'")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=ext)
+    tmp = path.parent / f".tmp-{secrets.token_hex(8)}{ext}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(buf.tobytes())

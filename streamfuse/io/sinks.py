@@ -10,6 +10,10 @@ Video files (out.mp4 / .mkv / .mov): H.264 (libx264), yuv420p, options ``preset`
 control, default 30). Output timestamps follow the frames' pts_ns (time base 1/90000, the first frame at
 0), so the file's duration is right at any input rate. The encoder is flushed and the container closed
 on close(), also when leaving a ``with`` block through an exception, so the file stays playable.
+Crash-safe: a keyframe every second of nominal frames (GOP = fps); MP4/MOV are fragmented (a fragment
+per keyframe, the header first), MKV clusters hold at most 1 s, and every packet the muxer writes is
+flushed to the file. A killed process (SIGKILL, power loss) leaves a playable file that lacks only the
+open fragment and the frames still inside the encoder (about 1 s of video plus x264's lookahead).
 Odd widths/heights are cropped by one pixel (yuv420p needs even sizes).
 """
 from __future__ import annotations
@@ -59,18 +63,19 @@ def check_writable(uri: str, options: dict | None = None) -> None:
     """Fail early, naming the path, when an output cannot be written (run this before any decoding).
     ``options``: the output's options besides those in the URI (a browser view's token)."""
     parsed = parse_sink(uri)
+    shown = redact_uri(uri)
     if parsed.kind == "video":
         path = Path(parsed.target)
         if path.is_dir():
-            raise StreamfuseError(f"{uri}: is a folder, expected a video file path")
-        _probe_folder(path.parent if str(path.parent) else Path("."), uri)
+            raise StreamfuseError(f"{shown}: is a folder, expected a video file path")
+        _probe_folder(path.parent if str(path.parent) else Path("."), shown)
     elif parsed.kind == "images":
         folder = Path(parsed.target)
         if folder.exists() and not folder.is_dir():
-            raise StreamfuseError(f"{uri}: exists and is not a folder")
-        _probe_folder(folder, uri)
+            raise StreamfuseError(f"{shown}: exists and is not a folder")
+        _probe_folder(folder, shown)
     elif parsed.kind == "display":
-        display_unavailable_reason(uri, raise_error=True)
+        display_unavailable_reason(shown, raise_error=True)
     elif parsed.kind == "rtsp":
         _probe_server(uri)
     elif parsed.kind == "http":
@@ -81,7 +86,7 @@ def check_writable(uri: str, options: dict | None = None) -> None:
 
 def _probe_server(uri: str, timeout: float = 5.0) -> None:
     """An RTSP server to publish to must at least accept a connection."""
-    url = urlsplit(uri)
+    url, uri = urlsplit(uri), redact_uri(uri)
     try:
         port = url.port or 554
     except ValueError:
@@ -132,7 +137,7 @@ class Sink(ABC):
     OPTIONS: set[str] = set()
 
     def __init__(self, uri: str):
-        self.uri = uri
+        self.uri = redact_uri(uri)  # the name shown in messages and statistics; never a password
         self.frames_written = 0
         self._closed = False
         self.stats_source = None  # the pipeline sets a callable -> the run's live statistics (a dict)
@@ -272,6 +277,16 @@ def _parse_bitrate(value, uri: str) -> int:
     return int(bits)
 
 
+def _crash_safe_muxer_options(path: Path) -> dict:
+    """Muxer options that keep a file playable up to its last second when the process dies."""
+    options = {"flush_packets": "1"}  # the muxer's output reaches the file at once, not in 32 KiB blocks
+    if path.suffix.lower() == ".mkv":
+        options["cluster_time_limit"] = "1000"  # ms; a cluster is written out when it closes
+    else:  # .mp4 / .mov: fragments from the start; a plain MP4 has no index until close()
+        options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
+    return options
+
+
 class VideoFileSink(Sink):
     """H.264 MP4/MKV/MOV through PyAV."""
 
@@ -293,7 +308,13 @@ class VideoFileSink(Sink):
         self.bitrate = bitrate
         if bitrate is not None:
             _parse_bitrate(bitrate, self.uri)
-        self._encoder = _Encoder(str(self.path), self.uri, None, {}, codec_options, _fps(fps, self.uri))
+        fps = _fps(fps, self.uri)
+        codec_options["g"] = str(max(1, round(fps)))  # a keyframe, so a fragment/cluster, every second
+        # no B-frames: a fragmented MP4 has no edit list to hide their decode delay, so the first frame
+        # would start late; this also keeps fewer frames inside the encoder
+        codec_options["bf"] = "0"
+        self._encoder = _Encoder(str(self.path), self.uri, None, _crash_safe_muxer_options(self.path),
+                                 codec_options, fps)
 
     def write(self, image: np.ndarray, pts_ns: int) -> None:
         self._check_open()

@@ -29,6 +29,7 @@ Timestamps (Frame.pts_ns):
 """
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 import stat
@@ -45,7 +46,9 @@ from av.video.reformatter import ColorRange, VideoReformatter
 from streamfuse import StreamfuseError
 from streamfuse.io.frame import EndOfStream, Frame, SourceError
 from streamfuse.io.images import read_image
-from streamfuse.io.uri import check_options, expand_images, parse_source, positive_number
+from streamfuse.io.uri import check_options, expand_images, parse_source, positive_number, redact_uri
+
+log = logging.getLogger("streamfuse")
 
 KINDS = ("ir", "vis")
 NS = 1_000_000_000
@@ -63,7 +66,7 @@ def open_source(uri: str, **options) -> "Source":
     options = {**parsed.params, **options}
     cls = {"file": VideoFileSource, "images": ImageSequenceSource,
            "rtsp": RtspSource, "v4l2": V4L2Source}[parsed.kind]
-    check_options(str(uri), options, cls.OPTIONS)
+    check_options(redact_uri(uri), options, cls.OPTIONS)
     return cls(parsed.target, uri=str(uri), **options)
 
 
@@ -72,7 +75,7 @@ def probe(uri: str, max_frames: int = 30, seconds: float = 10.0, **options) -> d
     started = time.monotonic()
     with open_source(uri, **options) as src:
         opened_s = time.monotonic() - started
-        info = {"uri": uri, "type": type(src).__name__, "live": src.is_live, "size": src.size,
+        info = {"uri": src.uri, "type": type(src).__name__, "live": src.is_live, "size": src.size,
                 "fps": src.fps, "frame_count": src.frame_count, "open_s": round(opened_s, 3)}
         pts, shape, dtype, ended = [], None, None, False
         deadline = time.monotonic() + seconds
@@ -93,6 +96,14 @@ def probe(uri: str, max_frames: int = 30, seconds: float = 10.0, **options) -> d
     return info
 
 
+def video_frame_count(path) -> int:
+    """Frames in a video file: the container's count, else its packets counted without decoding
+    (MKV and fragmented MP4, such as the crash-safe files the video sinks write, keep no count)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+
+
 class Source(ABC):
     """What every source shares; subclasses implement ``read``."""
 
@@ -100,6 +111,7 @@ class Source(ABC):
     is_live = False
 
     def __init__(self, uri: str, kind: str):
+        uri = redact_uri(uri)  # the name shown in every message, statistic and frame; never a password
         if kind not in KINDS:
             raise StreamfuseError(f"{uri}: kind must be one of {', '.join(KINDS)}, got '{kind}'")
         self.uri = uri
@@ -109,6 +121,9 @@ class Source(ABC):
         self.frame_count: int | None = None
         self.reconnects = 0
         self.corrupt_packets = 0
+        self.max_bad_frames = 30  # frames in a row that cannot be used before the stream is an error
+        self._bad_in_row = 0
+        self._frame_size: tuple[int, int] | None = None  # the first frame's (w, h): every frame's
         self._seq = 0
         self._closed = False
         self._container = None  # the PyAV container of the stream-based sources
@@ -156,10 +171,30 @@ class Source(ABC):
             if frame is not None:
                 yield frame
 
-    def _emit(self, image: np.ndarray, pts_ns: int) -> Frame:
+    def _emit(self, image: np.ndarray, pts_ns: int, name: str | None = None) -> Frame | None:
+        """The frame, or None when its size differs from the stream's first frame: such a frame is
+        skipped (the registration and the outputs are sized on the first), see ``_skip``."""
+        size = (image.shape[1], image.shape[0])
+        self._frame_size = self._frame_size or size
+        if size != self._frame_size:
+            self._skip(name or f"frame at {pts_ns / NS:.3f} s",
+                       f"frame is {size[0]}x{size[1]}, the stream is {self._frame_size[0]}x{self._frame_size[1]}")
+            return None
+        self._bad_in_row = 0
         frame = Frame(image=image, pts_ns=int(pts_ns), seq=self._seq, source=self.uri)
         self._seq += 1
         return frame
+
+    def _skip(self, name: str, problem: str) -> None:
+        """Count a frame that cannot be used (named in a warning at the start of each run of such
+        frames); ``max_bad_frames`` in a row end the stream with a SourceError."""
+        self.corrupt_packets += 1
+        self._bad_in_row += 1
+        if self._bad_in_row >= self.max_bad_frames:
+            raise SourceError(f"{self.uri}: {self._bad_in_row} frames in a row could not be used "
+                              f"(last: {name}: {problem}; max_bad_frames {self.max_bad_frames})")
+        if self._bad_in_row == 1:
+            log.warning("%s: skipped %s (%s)", self.uri, name, problem)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.uri!r}, kind={self.kind!r}, size={self.size}, fps={self.fps})"
@@ -214,6 +249,13 @@ def _seconds(uri: str, name: str, value) -> float:
     return positive_number(uri, name, value, " of seconds")
 
 
+def _count(uri: str, name: str, value) -> int:
+    """A whole-number option of at least 1, checked."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise StreamfuseError(f"{uri}: {name} must be a whole number of at least 1, got '{value}'")
+    return value
+
+
 def _flag(uri: str, name: str, value) -> bool:
     """A true/false option, checked."""
     if not isinstance(value, bool):
@@ -264,23 +306,27 @@ class _PacketDecoder:
 class VideoFileSource(Source):
     """Any FFmpeg-readable video file through PyAV; the first video stream. ``loop``: start again at the end."""
 
-    OPTIONS = {"kind", "loop"}
+    OPTIONS = {"kind", "loop", "max_bad_frames"}
 
-    def __init__(self, path: str, uri: str | None = None, kind: str = "vis", loop: bool = False):
+    def __init__(self, path: str, uri: str | None = None, kind: str = "vis", loop: bool = False,
+                 max_bad_frames: int = 30):
         super().__init__(uri or str(path), kind)
         self.path = Path(path)
         self.loop = _flag(self.uri, "loop", loop)
+        self.max_bad_frames = _count(self.uri, "max_bad_frames", max_bad_frames)
         if not self.path.is_file():
             raise SourceError(f"{self.uri}: no such video file")
         self._open()
         stream = self._decoder.stream
-        self.frame_count = None if loop else (stream.frames or None)
+        self._declared_frames = stream.frames or None
+        self.frame_count = None if loop else self._declared_frames
         self._time_base = stream.time_base
         self._start = stream.start_time or 0
         self._convert = FrameConverter(kind)
         self._pass_start_ns = 0  # where the current pass starts on the output time line (loop)
         self._pass_frames = 0
         self._last_pts_ns = -1
+        self._warned_short = False
 
     def _open(self) -> None:
         try:
@@ -294,9 +340,23 @@ class VideoFileSource(Source):
 
     def read(self, timeout: float | None = None) -> Frame:
         self._check_open()
+        while True:  # until a frame of the stream's size (see Source._emit)
+            frame = self._decode_next()
+            if frame.pts is None:  # rare (raw streams): fall back to the frame index
+                pts_ns = round(self._pass_frames * NS / (self.fps or 30.0))
+            else:
+                pts_ns = _pts_ns(frame.pts - self._start, self._time_base)
+            self._pass_frames += 1
+            self._last_pts_ns = self._pass_start_ns + pts_ns
+            emitted = self._emit(self._convert(frame), self._last_pts_ns)
+            if emitted is not None:
+                return emitted
+
+    def _decode_next(self) -> av.VideoFrame:
         try:
             frame = self._decoder.next_frame()
             if frame is None and self.loop and self._pass_frames:
+                self._check_complete()
                 self._container.close()
                 self._open()
                 self._pass_start_ns = self._last_pts_ns + round(NS / (self.fps or 30.0))
@@ -305,32 +365,49 @@ class VideoFileSource(Source):
         except (av.FFmpegError, OSError) as e:
             raise SourceError(f"{self.uri}: read failed ({_av_reason(e)})") from None
         if frame is None:
+            self._check_complete()
             raise EndOfStream(self.uri)
-        if frame.pts is None:  # rare (raw streams): fall back to the frame index
-            pts_ns = round(self._pass_frames * NS / (self.fps or 30.0))
-        else:
-            pts_ns = _pts_ns(frame.pts - self._start, self._time_base)
-        self._pass_frames += 1
-        self._last_pts_ns = self._pass_start_ns + pts_ns
-        return self._emit(self._convert(frame), self._last_pts_ns)
+        return frame
+
+    def _check_complete(self) -> None:
+        """At the end of a pass: nothing decodable is an error; fewer frames than the file declares
+        (a truncated file) is one warning."""
+        if self._pass_frames == 0 and self._seq == 0:
+            raise SourceError(f"{self.uri}: no frame could be decoded ({self.corrupt_packets} corrupt packet(s))")
+        if self._declared_frames and self._pass_frames < self._declared_frames and not self._warned_short:
+            self._warned_short = True
+            log.warning("%s: ended after %d of the %d frames the file declares (truncated or damaged?)",
+                        self.uri, self._pass_frames, self._declared_frames)
 
 
 class ImageSequenceSource(Source):
     """A folder of frames (KAIST set00/V000/lwir, M3SVD ir/, ...) or a glob, played at ``fps``;
-    ``loop``: start again at the end."""
+    ``loop``: start again at the end.
 
-    OPTIONS = {"kind", "fps", "loop"}
+    A file that does not decode, or whose size differs from the sequence's first frame, is skipped
+    (not resized: a frame of another size is most likely from another camera), named in one warning
+    and counted in ``corrupt_packets``; the frames after it keep their place in time (pts = file
+    position / fps), so pairing is unchanged. ``max_bad_frames`` (default 30) files in a row that
+    cannot be used end the stream with a SourceError.
+    """
+
+    OPTIONS = {"kind", "fps", "loop", "max_bad_frames"}
 
     def __init__(self, target: str, uri: str | None = None, kind: str = "vis", fps: float = 30.0,
-                 loop: bool = False):
+                 loop: bool = False, max_bad_frames: int = 30):
         super().__init__(uri or str(target), kind)
         self.fps = positive_number(self.uri, "fps", fps)
         self.loop = _flag(self.uri, "loop", loop)
+        self.max_bad_frames = _count(self.uri, "max_bad_frames", max_bad_frames)
         self.files = expand_images(target)
         self.frame_count = None if loop else len(self.files)
-        first = self._load(self.files[0])
-        self.size = (first.shape[1], first.shape[0])
-        self._next = first
+        self._position = 0  # files consumed, over all passes: the time line
+        self._next: Frame | None = None
+        try:
+            self._next = self.read()
+        except EndOfStream:
+            raise SourceError(f"{self.uri}: none of the {len(self.files)} image files could be read") from None
+        self.size = self._frame_size
 
     def _load(self, path: Path) -> np.ndarray:
         img = read_image(path, what="frame")
@@ -342,15 +419,23 @@ class ImageSequenceSource(Source):
 
     def read(self, timeout: float | None = None) -> Frame:
         self._check_open()
-        if self._seq >= len(self.files) and not self.loop:
-            raise EndOfStream(self.uri)
-        index = self._seq % len(self.files)
-        img = self._next if self._next is not None else self._load(self.files[index])
-        self._next = None
-        if (img.shape[1], img.shape[0]) != self.size:
-            raise SourceError(f"{self.files[index]}: frame is {img.shape[1]}x{img.shape[0]}, "
-                              f"the sequence is {self.size[0]}x{self.size[1]}")
-        return self._emit(img, round(self._seq * NS / self.fps))
+        if self._next is not None:
+            frame, self._next = self._next, None
+            return frame
+        while True:  # bad files on the way are skipped and counted (Source._skip)
+            if self._position >= len(self.files) and not self.loop:
+                raise EndOfStream(self.uri)
+            path = self.files[self._position % len(self.files)]
+            pts_ns = round(self._position * NS / self.fps)
+            self._position += 1
+            try:
+                img = self._load(path)
+            except StreamfuseError as e:
+                self._skip(f"frame {path.name}", str(e).split(": ", 1)[-1])
+                continue
+            frame = self._emit(img, pts_ns, name=f"frame {path.name}")
+            if frame is not None:
+                return frame
 
 
 class RtspSource(Source):
@@ -474,7 +559,10 @@ class RtspSource(Source):
                 self._drop_connection(_av_reason(e))
                 continue
             if frame is not None:
-                return self._emit(self._convert(frame), self._timestamp(frame))
+                emitted = self._emit(self._convert(frame), self._timestamp(frame))
+                if emitted is not None:  # None: a frame of another size, skipped
+                    return emitted
+                continue
             if self._decoder.ended:
                 # over UDP the demuxer ends only on the server's goodbye (RTCP BYE); over TCP also
                 # when the connection closes
@@ -608,6 +696,11 @@ class V4L2Source(Source):
 
     def read(self, timeout: float | None = None) -> Frame:
         self._check_open()
+        while (frame := self._capture()) is None:  # None: a frame of another size, skipped
+            pass
+        return frame
+
+    def _capture(self) -> Frame | None:
         try:
             frame = self._decoder.next_frame()
         except (av.FFmpegError, OSError) as e:

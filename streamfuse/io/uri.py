@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import glob
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,7 @@ def parse_source(uri: str) -> ParsedURI:
         return ParsedURI("file", rest, params)
     if scheme is not None:
         raise StreamfuseError(
-            f"{uri}: unknown source scheme '{scheme}://' (expected a file path, file://, images://, rtsp:// or v4l2://)")
+            f"{redact_uri(uri)}: unknown source scheme '{scheme}://' (expected a file path, file://, images://, rtsp:// or v4l2://)")
     if rest.startswith("/dev/video"):
         return ParsedURI("v4l2", rest, {})
     if Path(rest).is_dir() or (_has_glob(rest) and not Path(rest).exists()):
@@ -110,7 +111,7 @@ def parse_sink(uri: str) -> ParsedURI:
         return ParsedURI("http", rest.rstrip("/"), params)
     if scheme not in (None, "file"):
         raise StreamfuseError(
-            f"{uri}: unknown output scheme '{scheme}://' "
+            f"{redact_uri(uri)}: unknown output scheme '{scheme}://' "
             "(expected out.mp4/.mkv/.mov, images://, display://, rtsp://, http:// or null://)")
     if rest.endswith(("/", "\\")):
         return ParsedURI("images", rest, params)
@@ -119,15 +120,29 @@ def parse_sink(uri: str) -> ParsedURI:
     if Path(rest).is_dir():
         return ParsedURI("images", rest, params)
     raise StreamfuseError(
-        f"{uri}: cannot tell the output type from '{Path(rest).suffix or 'no extension'}' "
+        f"{redact_uri(uri)}: cannot tell the output type from '{Path(rest).suffix or 'no extension'}' "
         f"(expected {', '.join(sorted(VIDEO_SUFFIXES))}, a folder ending in '/', images://, display://, rtsp:// or null://)")
 
 
-def redact_uri(uri: str) -> str:
-    """The URI safe to show: a password becomes ***, and so does a token in the query
-    (rtsp://user:pass@cam/live -> rtsp://user:***@cam/live)."""
-    uri = re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:?#]*):[^/?#]*@", r"\1:***@", str(uri))
-    return re.sub(r"([?&]token=)[^&#]*", r"\1***", uri)
+# user:password@ after any scheme://, and secret-looking query values; found anywhere in a text
+_USERINFO_PASSWORD = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:?#]*):[^\s/?#]*@")
+_SECRET_QUERY = re.compile(r"([?&](?:token|password|passwd|pwd|pass|secret|key)=)[^&#\s]*", re.IGNORECASE)
+
+
+def redact_uri(text) -> str:
+    """A URI, or any text holding URIs (an error message, a log line), safe to show: a password
+    becomes *** (rtsp://admin:S3cret@cam/ir -> rtsp://admin:***@cam/ir), and so does a token or
+    password given in a query. Every printer (errors, logs, statistics, probe, calibration files,
+    batch summaries, the browser view) goes through this one function."""
+    text = _USERINFO_PASSWORD.sub(r"\1:***@", str(text))
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Log lines with every URI's password redacted (the CLI's and the batch workers' handler)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_uri(super().format(record))
 
 
 def positive_number(uri: str, name: str, value, unit: str = "") -> float:
@@ -137,7 +152,7 @@ def positive_number(uri: str, name: str, value, unit: str = "") -> float:
     except (TypeError, ValueError):
         number = -1.0
     if not number > 0:
-        raise StreamfuseError(f"{uri}: {name} must be a positive number{unit}, got '{value}'")
+        raise StreamfuseError(f"{redact_uri(uri)}: {name} must be a positive number{unit}, got '{value}'")
     return number
 
 
@@ -148,7 +163,7 @@ def check_options(uri: str, given: dict, allowed) -> None:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise StreamfuseError(f"{uri}: unknown option '{key}' (takes {', '.join(allowed)}){hint}")
+            raise StreamfuseError(f"{redact_uri(uri)}: unknown option '{key}' (takes {', '.join(allowed)}){hint}")
 
 
 def expand_images(target: str) -> list[Path]:

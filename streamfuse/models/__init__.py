@@ -71,4 +71,31 @@ register_model(ModelSpec(
     pad_multiple=16,  # 2**LAPLACIAN_LEVELS (streamfuse/models/baselines.py)
 ))
 
+register_model(ModelSpec(
+    name="gff",
+    paper="Li, Kang, Hu, Image Fusion With Guided Filtering (IEEE TIP 2013)",
+    builder="streamfuse.models.classical:build_gff",
+    summary="classical reference: two-scale decomposition, saliency weight maps refined by guided filters",
+    trained=False,
+    fp16=False,  # the detail guided filter's eps = 1e-6 is far below FP16's resolution of a local variance
+))
+
+register_model(ModelSpec(
+    name="hmsd",
+    paper="Zhou, Wang, Li, Dong, Perceptual fusion of infrared and visible images through a hybrid multi-scale decomposition with Gaussian and bilateral filters (Information Fusion 2016)",
+    builder="streamfuse.models.classical:build_hmsd",
+    summary="classical reference: 4-level Gaussian/bilateral decomposition, perception-based IR weights",
+    trained=False,
+))
+
+# Speed reference only (random weights): timed by `bench`, left out of `eval --models all` and model lists.
+register_model(ModelSpec(
+    name="mmdrfuse-student",
+    paper="Deng et al., MMDRFuse: Distilled Mini-Model with Dynamic Refresh for Multi-Modality Image Fusion (ACM MM 2024), 113-parameter student structure",
+    builder="streamfuse.models.mmdrfuse:build",
+    summary="speed reference, random weights: concat -> conv3x3 2->4 -> ReLU -> conv3x3 4->1 -> tanh",
+    trained=False,
+    speed_only=True,
+))
+
 __all__ = ["ModelSpec", "get_model", "list_models", "register_model"]

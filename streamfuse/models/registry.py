@@ -78,6 +78,10 @@ class ModelSpec:
     # H and W of the visible input are reflect-padded to a multiple of this before inference.
     pad_multiple: int = 1
     extra: dict = field(default_factory=dict)
+    # True for a structure timed by `bench` only (random weights): never evaluated or listed as a model
+    speed_only: bool = False
+    # False when the graph needs float32 (FP16 cannot hold what it computes); FP16 checks skip it
+    fp16: bool = True
 
     @property
     def default_variant(self) -> str:
@@ -158,10 +162,13 @@ def get_model(name: str) -> ModelSpec:
     return _REGISTRY[key]
 
 
-def list_models(trained: bool | None = None) -> list[ModelSpec]:
+def list_models(trained: bool | None = None, speed_only: bool | None = False) -> list[ModelSpec]:
+    """Registered models, trained first. ``speed_only=False`` (default) leaves out the speed
+    references, ``True`` lists only them, ``None`` lists everything."""
     _load_builtin()
-    specs = sorted(_REGISTRY.values(), key=lambda s: (not s.trained, s.name))
-    return [s for s in specs if trained is None or s.trained == trained]
+    specs = sorted(_REGISTRY.values(), key=lambda s: (s.speed_only, not s.trained, s.name))
+    return [s for s in specs if (trained is None or s.trained == trained)
+            and (speed_only is None or s.speed_only == speed_only)]
 
 
 def spec_for_graph(meta: dict[str, str], spec: ModelSpec, variant: str, path: str | Path) -> tuple[ModelSpec, str]:

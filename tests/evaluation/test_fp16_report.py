@@ -32,14 +32,14 @@ def report(model, variant, shared_data):
     return _reports[model, variant]
 
 
-@pytest.mark.parametrize("model, variant", shipped_graphs())
+@pytest.mark.parametrize("model, variant", shipped_graphs(fp16=True))
 def test_fp16_fused_output_matches_fp32(model, variant, shared_data):
     r = report(model, variant, shared_data)
     assert len(r.psnr_db) == PAIRS
     assert r.min_psnr >= 40.0, r.text()
 
 
-@pytest.mark.parametrize("model, variant", shipped_graphs())
+@pytest.mark.parametrize("model, variant", shipped_graphs(fp16=True))
 def test_no_activation_beyond_fp16_range(model, variant, shared_data):
     r = report(model, variant, shared_data)
     assert "fused" in {layer.tensor for layer in r.layers}

@@ -13,7 +13,7 @@ import pytest
 from streamfuse import StreamfuseError
 from streamfuse.evaluation import runner as ev
 from streamfuse.cli import main
-from streamfuse.models import get_model
+from streamfuse.models import get_model, list_models
 
 
 def scene(seed, h=48, w=64):
@@ -161,12 +161,13 @@ def test_usability_bar_counts_wins_against_both_baselines():
 
 def test_all_means_baselines_plus_models_with_weights(tmp_path, monkeypatch, caplog):
     # an engines folder with only the baselines' graphs: no trained model has weights there
-    for name in ("average", "max", "laplacian"):
+    baselines = sorted(spec.name for spec in list_models(trained=False))  # average, gff, hmsd, laplacian, max
+    for name in baselines:
         shutil.copy(get_model(name).onnx_path(), tmp_path / f"{name}.onnx")
     monkeypatch.setenv("STREAMFUSE_ENGINES", str(tmp_path))
     with caplog.at_level(logging.INFO, logger="streamfuse"):
         chosen = ev.resolve_models("all")
-    assert sorted(chosen) == [("average", None), ("laplacian", None), ("max", None)]
+    assert sorted(chosen) == [(name, None) for name in baselines] and "gff" in baselines
     assert "not evaluated (no weights shipped): " in caplog.text and "res2netfuse" in caplog.text
 
 

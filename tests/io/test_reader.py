@@ -67,7 +67,8 @@ def test_error_reaches_the_consumer(tmp_path):
     for i, img in enumerate(irs):
         cv2.imwrite(str(tmp_path / f"{i}.png"), img if i < 2 else img[:60])  # frame 2 has another size
     frames = queue.Queue(maxsize=4)
-    reader = ReaderThread(open_source(str(tmp_path), kind="ir"), frames)
+    # one unusable frame is already too many: the source fails on it
+    reader = ReaderThread(open_source(str(tmp_path), kind="ir", max_bad_frames=1), frames)
     reader.start()
     got, done = drain(frames)
     assert len(got) == 2

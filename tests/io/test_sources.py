@@ -3,6 +3,8 @@ V4L2 option handling (no camera can exist here)."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.clips import m3svd_frames, write_clip, write_m3svd_folders
-from streamfuse import SAMPLE_DIR, StreamfuseError
+from streamfuse import REPO_DIR, SAMPLE_DIR, StreamfuseError
 from streamfuse.io.frame import EndOfStream, SourceError
 from streamfuse.io.sources import V4L2_PIXEL_FORMATS, open_source, v4l2_av_options
 
@@ -128,13 +130,65 @@ def test_image_sequence_kaist_style_folder(tmp_path):
     np.testing.assert_array_equal(frames[11].image, irs[11])
 
 
-def test_image_sequence_size_change_is_an_error(tmp_path):
-    cv2.imwrite(str(tmp_path / "0.png"), np.zeros((10, 10), np.uint8))
-    cv2.imwrite(str(tmp_path / "1.png"), np.zeros((12, 10), np.uint8))
-    src = open_source(str(tmp_path), kind="ir")
+def bad_frame_folder(folder, frames):
+    """Frames 0..n-1 as PNG, then 2 = a truncated PNG, 4 = an empty JPEG, 6 = a frame of another size."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+    png = (folder / "002.png").read_bytes()
+    (folder / "002.png").write_bytes(png[: len(png) // 3])
+    (folder / "004.png").unlink()
+    (folder / "004.jpg").write_bytes(b"")
+    cv2.imwrite(str(folder / "006.png"), cv2.resize(frames[6], None, fx=0.5, fy=0.5))
+    return folder
+
+
+def test_image_sequence_skips_bad_frames_and_counts_them(tmp_path, caplog):
+    irs, _ = m3svd_frames(10)
+    folder = bad_frame_folder(tmp_path / "ir", irs)
+    with caplog.at_level("WARNING", logger="streamfuse"):
+        with open_source(str(folder), kind="ir", fps=10) as src:
+            frames = list(src)
+            assert src.corrupt_packets == 3
+    assert [f.pts_ns // 100_000_000 for f in frames] == [0, 1, 3, 5, 7, 8, 9]  # good frames keep their time
+    np.testing.assert_array_equal(frames[2].image, irs[3])
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 3
+    assert "skipped frame 002.png (cannot decode" in warnings[0] and "skipped frame 004.jpg" in warnings[1]
+    assert "skipped frame 006.png (frame is 80x60, the stream is 160x120)" in warnings[2]
+
+
+def test_image_sequence_with_nothing_decodable_is_one_error(tmp_path):
+    cv2.imwrite(str(tmp_path / "000.png"), np.zeros((10, 10), np.uint8))
+    for i in range(1, 6):
+        (tmp_path / f"{i:03d}.png").write_bytes(b"not an image")
+    src = open_source(f"images://{tmp_path}?max_bad_frames=3", kind="ir")
     src.read()
-    with pytest.raises(SourceError, match=r"1.png: frame is 10x12, the sequence is 10x10"):
+    with pytest.raises(SourceError, match=r"3 frames in a row could not be used \(last: frame 003.png: cannot decode"):
         src.read()
+    with pytest.raises(SourceError, match=r"5 frames in a row could not be used"):
+        open_source(str(tmp_path / "00[1-5].png"), kind="ir", max_bad_frames=5)
+    with pytest.raises(SourceError, match=r"none of the 5 image files could be read"):
+        open_source(str(tmp_path / "00[1-5].png"), kind="ir")
+
+
+def test_run_over_image_folders_with_bad_frames_goes_on(tmp_path):
+    """A real `run`: the bad frames are skipped on their stream, every other pair is fused."""
+    irs, viss = m3svd_frames(10)
+    bad_frame_folder(tmp_path / "ir", irs)
+    (tmp_path / "vis").mkdir()
+    for i, img in enumerate(viss):
+        cv2.imwrite(str(tmp_path / "vis" / f"{i:03d}.png"), img)
+    out = tmp_path / "fused.mp4"
+    proc = subprocess.run([sys.executable, str(REPO_DIR / "run.py"), "run", "--ir", str(tmp_path / "ir"),
+                           "--vis", str(tmp_path / "vis"), "--model", "average", "--no-progress", "-o", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 7 fused frame(s)" in proc.stdout
+    assert "corrupt packets ir 3, vis 0" in proc.stdout
+    assert proc.stderr.count("skipped frame") == 3 and "Traceback" not in proc.stderr
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 7
 
 
 def test_corrupt_packet_skipped_and_counted(tmp_path):

@@ -1,10 +1,18 @@
-"""URI parsing for sources and sinks, and option checking."""
+"""URI parsing for sources and sinks, option checking, and passwords redacted in everything shown."""
 from __future__ import annotations
 
-import pytest
+import subprocess
+import sys
+from pathlib import Path
 
-from streamfuse import StreamfuseError
-from streamfuse.io.uri import check_options, expand_images, parse_sink, parse_source
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamfuse import REPO_DIR, SAMPLE_DIR, StreamfuseError
+from streamfuse.io.uri import check_options, expand_images, parse_sink, parse_source, redact_uri
+
+PASSWORD = "S3cret"
 
 
 def test_source_kinds(tmp_path):
@@ -72,3 +80,72 @@ def test_expand_images_natural_order(tmp_path):
     assert [p.name for p in expand_images(str(tmp_path / "frame1*.png"))] == ["frame1.png", "frame10.png"]
     with pytest.raises(StreamfuseError, match="no image files"):
         expand_images(str(tmp_path / "*.jpg"))
+
+
+def test_redact_uri_hides_passwords_anywhere_in_a_text():
+    assert redact_uri("rtsp://admin:S3cret@cam:554/ir") == "rtsp://admin:***@cam:554/ir"
+    assert redact_uri("rtsp://admin:p@ss@cam/ir") == "rtsp://admin:***@cam/ir"  # '@' inside the password
+    line = "error: rtsp://a:x1@h1/ir: failed; and rtsp://b:x2@h2/vis"
+    assert redact_uri(line) == "error: rtsp://a:***@h1/ir: failed; and rtsp://b:***@h2/vis"
+    assert redact_uri("http://0.0.0.0:8090?token=abc&quality=80") == "http://0.0.0.0:8090?token=***&quality=80"
+    assert redact_uri("rtsp://cam/live?user=admin&password=S3cret") == "rtsp://cam/live?user=admin&password=***"
+    assert redact_uri("rtsp://admin@cam/ir") == "rtsp://admin@cam/ir"  # no password: unchanged
+    assert redact_uri("/data/a:b@c/clip.mp4") == "/data/a:b@c/clip.mp4"  # a path is not a URL
+
+
+# what a camera password may hold inside a URL (RFC 3986 userinfo: unreserved, sub-delims, ':', '%')
+_PASSWORD_CHARS = st.sampled_from("abcXYZ019-._~!$&'()*+,;=:%@")
+
+
+@given(user=st.text("admin-_.0", max_size=8), password=st.text(_PASSWORD_CHARS, min_size=4, max_size=24),
+       scheme=st.sampled_from(["rtsp", "rtsps", "http", "https"]), port=st.sampled_from(["", ":554", ":8554"]),
+       context=st.sampled_from(["{}", "error: {}: cannot open RTSP stream", "sources {} and {}"]))
+def test_redaction_never_lets_a_password_through(user, password, scheme, port, context):
+    """Any password characters a URL allows, alone or inside a message: never shown, the host kept."""
+    uri = f"{scheme}://{user}:{password}@cam.local{port}/stream/1"
+    shown = redact_uri(context.format(uri, uri))
+    assert f"{user}:***@cam.local{port}/stream/1" in shown
+    assert f":{password}@" not in shown
+
+
+def _run_cli(*args, cwd):
+    """`python run.py ...` as a user runs it: (exit code, stdout + stderr)."""
+    proc = subprocess.run([sys.executable, str(REPO_DIR / "run.py"), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _all_text(folder: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in folder.rglob("*")
+                   if p.is_file() and p.suffix in (".json", ".csv", ".md", ".yaml", ".txt", ".log"))
+
+
+def test_a_failing_run_never_shows_the_password(tmp_path):
+    code, output = _run_cli("-v", "run", "--ir", f"rtsp://admin:{PASSWORD}@127.0.0.1:1/ir", "--vis",
+                            SAMPLE_DIR / "vis.mp4", "--model", "average", "-o", tmp_path / "out.mp4", cwd=tmp_path)
+    assert code == 2
+    assert "error: rtsp://admin:***@127.0.0.1:1/ir: cannot open RTSP stream" in output
+    assert PASSWORD not in output + _all_text(tmp_path)
+
+
+@pytest.mark.rtsp
+def test_a_succeeding_run_probe_and_batch_never_show_the_password(rtsp_server, tmp_path):
+    server = rtsp_server(play={"ir": SAMPLE_DIR / "ir.mp4", "vis": SAMPLE_DIR / "vis.mp4"})
+    ir, vis = (server.url(name).replace("rtsp://", f"rtsp://admin:{PASSWORD}@") for name in ("ir", "vis"))
+    outputs = []
+    code, output = _run_cli("-v", "run", "--ir", ir, "--vis", vis, "--model", "average", "-o",
+                            tmp_path / "run.mp4", cwd=tmp_path)
+    assert code == 0 and "fused frame(s)" in output, output  # the server takes the credentials
+    assert "wrote 0 " not in output and (tmp_path / "run.mp4").is_file()
+    outputs.append(output)
+    code, output = _run_cli("probe", ir, "--kind", "ir", cwd=tmp_path)
+    assert code == 0 and "rtsp://admin:***@" in output
+    outputs.append(output)
+    (tmp_path / "rigs.csv").write_text(f"ir,vis,output\n{ir},{vis},rig1.mp4\n")
+    code, output = _run_cli("batch", tmp_path / "rigs.csv", "-o", tmp_path / "batch", "--model", "average",
+                            "--workers", "1", cwd=tmp_path)
+    assert code == 0, output
+    outputs.append(output)
+    written = _all_text(tmp_path / "batch")
+    assert "rtsp://admin:***@" in written  # the sequence's statistics JSON records its sources
+    assert PASSWORD not in "".join(outputs) + written

@@ -12,13 +12,7 @@ from streamfuse.models.baselines import AverageFusion, LaplacianPyramidFusion, M
 BASELINES = ["average", "max", "laplacian"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # tiny tensors: extra intra-op threads only contend with each other on a busy 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def pair(h=64, w=80, seed=0):
