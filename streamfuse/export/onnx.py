@@ -28,6 +28,8 @@ def record_id(git_commit: str, weights: str | Path) -> str:
 
 def training_record_id(spec: ModelSpec) -> str:
     """The record id of the shipped weights (from ``engines/<model>.json`` and ``<model>.pt``)."""
+    if spec.speed_only:
+        return "speed reference (seeded random weights)"
     if not spec.trained:
         return "baseline (no weights)"
     return record_id((spec.training_record() or {}).get("git_commit", "unknown"), spec.weights_path())

@@ -2,14 +2,15 @@
 training record, opset and producer."""
 import pytest
 
-from tests.helpers.shipped_models import shipped_graphs
-from streamfuse.models import get_model
+from streamfuse.models import get_model, list_models
 from streamfuse.models.registry import GRAPH_FACTS
 
 onnx = pytest.importorskip("onnx")
 
 
-@pytest.mark.parametrize("model, variant", shipped_graphs())
+@pytest.mark.parametrize("model, variant", [pytest.param(s.name, v, id=f"{s.name}-{v}")
+                                            for s in list_models(speed_only=None) for v in s.variants
+                                            if s.onnx_path(v).exists()])
 def test_every_shipped_graph_carries_its_facts(model, variant):
     from streamfuse.export.onnx import read_metadata, training_record_id
 
