@@ -264,8 +264,8 @@ def kept_section(path: Path, heading: str) -> str:
 
 
 def gpu_estimate(rows: list[dict]) -> list[dict]:
-    """Estimated GPU fps (streamfuse.export.flops) of each benchmarked model's ONNX graph; [] if none exists."""
-    from streamfuse.export.flops import estimate_rows
+    """Estimated GPU fps (streamfuse.evaluation.flops) of each benchmarked model's ONNX graph; [] if none exists."""
+    from streamfuse.evaluation.flops import estimate_rows
     from streamfuse.models import get_model
 
     graphs = {}
@@ -329,7 +329,7 @@ def markdown(doc: dict) -> str:
             cells = " | ".join(f"{st[k]['p50_ms']} / {st[k]['p95_ms']}" for k in ("prepare", "model", "colour", "write"))
             lines.append(f"| {r['model']} | {r['backend']} | {r['size']} | {cells} |")
     if doc.get("gpu_estimate"):
-        from streamfuse.export.flops import COMPUTE_EFFICIENCY, MEMORY_EFFICIENCY, estimate_table
+        from streamfuse.evaluation.flops import COMPUTE_EFFICIENCY, MEMORY_EFFICIENCY, estimate_table
 
         lines += ["", "## Expected GPU speed: an estimate, not a measurement", "",
                   "Model-only fps at 640x512 computed from each graph's GFLOPs and FP16 activation traffic and the "

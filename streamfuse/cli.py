@@ -36,13 +36,19 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.add_argument("--precision", default="fp32", help="fp32 | fp16")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for CPU backends (default 1)")
+    p.add_argument("--onnx", default=None, help="run this ONNX graph (its metadata names the model) instead of the shipped one")
 
 
 def fuser_from_args(args):
     from streamfuse.backends import DEFAULT_THREADS, load_fuser
 
+    extra = {}
+    if args.onnx:
+        if not Path(args.onnx).is_file():
+            raise StreamfuseError(f"{args.onnx}: ONNX graph not found (--onnx)")
+        extra["onnx_path"] = Path(args.onnx)
     return load_fuser(args.model, backend=args.backend, device=args.device, precision=args.precision,
-                      variant=args.variant or args.strategy, threads=args.threads or DEFAULT_THREADS)
+                      variant=args.variant or args.strategy, threads=args.threads or DEFAULT_THREADS, **extra)
 
 
 # ---------------------------------------------------------------- fuse
@@ -113,18 +119,21 @@ def add_models(p: argparse.ArgumentParser) -> None:
 def cmd_models(args) -> int:
     from streamfuse.backends import available_backends
     from streamfuse.models import list_models
+    from streamfuse.models.registry import engines_dir
 
-    print(f"{'model':14s} {'variants':18s} {'IR scale':12s} {'weights':10s} paper")
+    print(f"{'model':14s} {'variants':18s} {'IR scale':12s} {'graphs':8s} {'weights':10s} paper")
     for spec in list_models(speed_only=None):
         if spec.speed_only:
             weights = "random"
         elif not spec.trained:
             weights = "baseline"
         else:
-            weights = "shipped" if spec.weights_path().exists() else "missing"
+            weights = "shipped" if spec.weights_path().exists() else "-"
         ir_scales = "|".join(f"1/{spec.ir_scale_for(v)}" for v in spec.variants)
+        graphs = f"{sum(spec.onnx_path(v).exists() for v in spec.variants)}/{len(spec.variants)}"
         note = " [speed reference, random weights: bench only]" if spec.speed_only else ""
-        print(f"{spec.name:14s} {'|'.join(spec.variants):18s} {ir_scales:12s} {weights:10s} {spec.paper}{note}")
+        print(f"{spec.name:14s} {'|'.join(spec.variants):18s} {ir_scales:12s} {graphs:8s} {weights:10s} {spec.paper}{note}")
+    print(f"graphs and weights from {engines_dir()} (set STREAMFUSE_ENGINES to use another folder)")
     print(f"backends available here: {', '.join(available_backends())}")
     return 0
 
@@ -133,7 +142,8 @@ def cmd_models(args) -> int:
 def add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--variant", default=None, help="one variant (default: all variants of the model)")
-    p.add_argument("-o", "--output", default=None, help="output .onnx (default engines/<model>[-variant].onnx)")
+    p.add_argument("-o", "--output", default=None, help="output .onnx (default engines/<model>[-variant].onnx); the "
+                                                          "graph records model, variant, IR scale, pad multiple in its metadata")
     p.add_argument("--check-fp16", action="store_true",
                    help="instead of exporting, check the ONNX (exported first if missing) for FP16/TensorRT: "
                         "per-layer max |activation| on real pairs vs the FP16 range, fp16-vs-fp32 PSNR, TensorRT ops")
@@ -158,7 +168,8 @@ def cmd_export(args) -> int:
 
 
 def check_fp16(spec, variants, args) -> int:
-    from streamfuse.export.fp16 import FP16_MAX, fp16_report
+    from streamfuse.evaluation.fp16_report import fp16_report
+    from streamfuse.export.fp16 import FP16_MAX
     from streamfuse.export.onnx import export_onnx
     from streamfuse.export.tensorrt import TRT_MAX_OPSET, tensorrt_problems
 
@@ -248,8 +259,8 @@ writes results.md, results.csv, per_image.csv and contact_sheet.png to --out"""
 
 
 def cmd_eval(args) -> int:
-    from streamfuse import evaluate as ev
-    from streamfuse.metrics import check_metric_names
+    from streamfuse.evaluation import runner as ev
+    from streamfuse.evaluation.metrics import check_metric_names
 
     modes = [name for name, on in (("--fused", args.fused), ("--models", args.models), ("--video", args.video)) if on]
     if len(modes) != 1:

@@ -81,3 +81,15 @@ def rtsp_server():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def untrained_res2netfuse(tmp_path_factory) -> Path:
+    """Res2NetFuse's architecture with untrained weights, exported to ONNX (for the FP16 tests)."""
+    pytest.importorskip("torch")
+    from streamfuse.export.onnx import export_onnx
+    from streamfuse.models import get_model
+
+    spec = get_model("res2netfuse")
+    return export_onnx(spec.name, out=tmp_path_factory.mktemp("fp16") / "res2netfuse.onnx",
+                       module=spec.build(load_weights=False))

@@ -55,6 +55,7 @@ def test_models_lists_res2netfuse(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "res2netfuse" in out and "l1|mean" in out
+    assert "metafusion     x1|x2|x4           1/1|1/2|1/4  3/3" in out  # every variant's graph is there
 
 
 def pair_dir(tmp_path, pairs, stems):
@@ -118,3 +119,24 @@ def test_bad_input_is_one_line_and_exit_2(pairs, tmp_path, case, expect):
     lines = [l for l in r.stderr.splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and expect in lines[0], r.stderr
     assert not out.exists() or (out.is_dir() and not any(out.iterdir()))
+
+
+def test_fuse_and_run_take_any_graph_by_its_metadata(tmp_path, capsys):
+    from streamfuse import SAMPLE_DIR
+    from streamfuse.models import get_model
+
+    copy = tmp_path / "renamed.onnx"
+    shutil.copy(get_model("ddcgan").onnx_path("x4"), copy)
+    ir, vis = (SAMPLE_DIR / "images" / side / "set08_V000_I02159.png" for side in ("ir", "vis"))
+    assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "a.png"), "--onnx", str(copy),
+                 "--backend", "onnxruntime"]) == 0
+    assert "ddcgan/x4 on onnxruntime" in capsys.readouterr().out
+    assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "b.png"), "--model", "ddcgan",
+                 "--backend", "onnxruntime"]) == 0
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "a.png")), cv2.imread(str(tmp_path / "b.png")))
+    capsys.readouterr()
+    assert main(["run", "--ir", str(SAMPLE_DIR / "ir.mp4"), "--vis", str(SAMPLE_DIR / "vis.mp4"), "-o",
+                 str(tmp_path / "f.mp4"), "--onnx", str(copy), "--backend", "onnxruntime", "--max-frames", "2",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 2 fused frame(s)" in out and "(ddcgan/x4 on onnxruntime" in out

@@ -300,11 +300,11 @@ def select_by_validation(trainer: Trainer, run_dir: Path, done: int) -> dict:
     return {"validation_loss_by_step": losses, "shipped_step": best}
 
 
-def export_graph(model: str, variant: str, module: nn.Module, out: Path) -> Path:
-    """The one call of the ONNX exporter (streamfuse.export.onnx)."""
+def export_graph(model: str, variant: str, module: nn.Module, out: Path, training_record: str | None = None) -> Path:
+    """The one call of the ONNX exporter (streamfuse.export.onnx); ``training_record`` goes into the graph's metadata."""
     from streamfuse.export.onnx import export_onnx
 
-    return export_onnx(model, variant, out=out, module=module)
+    return export_onnx(model, variant, out=out, module=module, training_record=training_record)
 
 
 def ship(cfg: TrainConfig, trainer: Trainer, out_dir: Path, facts: dict) -> dict:
@@ -314,8 +314,12 @@ def ship(cfg: TrainConfig, trainer: Trainer, out_dir: Path, facts: dict) -> dict
     spec = get_model(cfg.model)
     out_dir.mkdir(parents=True, exist_ok=True)
     module = trainer.shipped.cpu().eval()
-    torch.save(module.state_dict(), out_dir / f"{cfg.model}.pt")
-    onnx = [export_graph(cfg.model, v, trainer.export_module(v).cpu().eval(), out_dir / spec.onnx_path(v).name).name
+    from streamfuse.export.onnx import record_id
+
+    weights = out_dir / f"{cfg.model}.pt"
+    torch.save(module.state_dict(), weights)
+    onnx = [export_graph(cfg.model, v, trainer.export_module(v).cpu().eval(), out_dir / spec.onnx_path(v).name,
+                         record_id(facts["git_commit"], weights)).name
             for v in spec.variants]
     record = {
         "model": cfg.model, "seed": cfg.seed, "config": dataclasses.asdict(cfg), **facts, "onnx": onnx,

@@ -1,10 +1,16 @@
-"""ONNX Runtime backend (CPU, or CUDA with onnxruntime-gpu)."""
+"""ONNX Runtime backend (CPU, or CUDA with onnxruntime-gpu).
+
+The graph's own metadata (model, variant, IR scale, pad multiple) decides how frames are fed to it.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.backends.base import Fuser
+from streamfuse.models.registry import graph_not_found, spec_for_graph
 
 
 class OnnxRuntimeFuser(Fuser):
@@ -14,9 +20,9 @@ class OnnxRuntimeFuser(Fuser):
         super().__init__(spec, variant, device, precision)
         import onnxruntime as ort
 
-        path = onnx_path or spec.onnx_path(variant)
-        if not path.exists():
-            raise StreamfuseError(f"{path}: ONNX graph for '{spec.name}' not found (export it: python run.py export --model {spec.name})")
+        path = Path(onnx_path) if onnx_path else spec.onnx_path(variant)
+        if not path.is_file():
+            raise StreamfuseError(graph_not_found(path, None if onnx_path else spec))
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -28,7 +34,11 @@ class OnnxRuntimeFuser(Fuser):
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+            raise StreamfuseError(f"{path}: ONNX Runtime cannot load this graph ({str(exc).splitlines()[0]})") from None
+        self.spec, self.variant = spec_for_graph(self.session.get_modelmeta().custom_metadata_map, spec, variant, path)
         self.path = path
 
     def _run(self, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:

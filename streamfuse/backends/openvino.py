@@ -1,10 +1,17 @@
-"""OpenVINO backend (Intel CPUs and iGPUs), reading the same ONNX graph."""
+"""OpenVINO backend (Intel CPUs and iGPUs), reading the same ONNX graph.
+
+OpenVINO's ONNX reader keeps the graph's ``metadata_props`` under ``rt_info["framework"]``; those
+facts (model, variant, IR scale, pad multiple) decide how frames are fed to it.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.backends.base import Fuser
+from streamfuse.models.registry import GRAPH_FACTS, graph_not_found, install_hint, spec_for_graph
 
 
 class OpenVinoFuser(Fuser):
@@ -15,17 +22,21 @@ class OpenVinoFuser(Fuser):
         try:
             import openvino as ov
         except ImportError as exc:
-            raise StreamfuseError("the openvino backend needs OpenVINO: pip install -e '.[openvino]'") from exc
+            raise StreamfuseError(f"the openvino backend needs OpenVINO: {install_hint('openvino')}") from exc
         if device != "cpu":
             raise StreamfuseError(f"the openvino backend runs on device 'cpu' here, not '{device}'")
-        path = onnx_path or spec.onnx_path(variant)
-        if not path.exists():
-            raise StreamfuseError(f"{path}: ONNX graph for '{spec.name}' not found (export it: python run.py export --model {spec.name})")
+        path = Path(onnx_path) if onnx_path else spec.onnx_path(variant)
+        if not path.is_file():
+            raise StreamfuseError(graph_not_found(path, None if onnx_path else spec))
         core = ov.Core()
+        model = core.read_model(str(path))
+        meta = {k: model.get_rt_info(["framework", k]).astype(str) for k in GRAPH_FACTS
+                if model.has_rt_info(["framework", k])}
+        self.spec, self.variant = spec_for_graph(meta, spec, variant, path)
         config = {"INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "f16"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.path = path
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.backends.base import Fuser
+from streamfuse.export.onnx import read_metadata
 from streamfuse.export.tensorrt import DEFAULT_WORKSPACE, engine_for, import_tensorrt, require_cuda
+from streamfuse.models.registry import graph_not_found, spec_for_graph
 
 log = logging.getLogger("streamfuse")
 
@@ -45,9 +48,10 @@ class TensorRTFuser(Fuser):
             raise StreamfuseError(f"the tensorrt backend runs on device 'cuda', not '{device}'")
         if precision not in ("fp16", "fp32"):
             raise StreamfuseError(f"tensorrt backend precision must be fp16 or fp32, not '{precision}'")
-        self.onnx_path = onnx_path or spec.onnx_path(variant)
-        if not self.onnx_path.exists():
-            raise StreamfuseError(f"{self.onnx_path}: ONNX graph for '{spec.name}' not found (export it: python run.py export --model {spec.name})")
+        self.onnx_path = Path(onnx_path) if onnx_path else spec.onnx_path(variant)
+        if not self.onnx_path.is_file():
+            raise StreamfuseError(graph_not_found(self.onnx_path, None if onnx_path else spec))
+        self.spec, self.variant = spec_for_graph(read_metadata(self.onnx_path), spec, variant, self.onnx_path)
         self.workspace = workspace
         self.cache_dir = cache_dir
         self.logger = self.trt.Logger(self.trt.Logger.WARNING)

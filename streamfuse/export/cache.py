@@ -1,12 +1,13 @@
 """TensorRT engine cache: one plain serialized engine per (ONNX, TensorRT, GPU, precision, shapes).
 
 An engine only runs on the GPU model and TensorRT version that built it, so each engine file
-``engines/<onnx stem>-<precision>-<vis WxH>[-ir<WxH>].engine`` has a sidecar
+``<cache dir>/<onnx stem>-<precision>-<vis WxH>[-ir<WxH>].engine`` has a sidecar
 ``<engine>.json`` recording the key it was built for: sha256 of the ONNX, TensorRT version, GPU
 name, compute capability, precision and input shapes, plus the engine's own sha256. An engine
 whose sidecar is missing, unreadable or does not match (stale ONNX, other GPU, other TensorRT,
 engine file replaced) is rebuilt, with one log line saying why. The engine file itself is the
 bytes TensorRT serialized, nothing prepended, so ``trtexec --loadEngine`` and other tools load it.
+The cache dir is ``engines/`` when writable, else the user's cache (``registry.engine_cache_dir``).
 
 The builder is a parameter (``build(onnx_path, precision=..., shapes=..., **kwargs) -> bytes``),
 so this logic is tested without TensorRT.
@@ -135,14 +136,14 @@ def cached_engine(onnx_path: str | Path, precision: str, shapes: dict[str, tuple
                   **build_kwargs) -> Path:
     """Path of an engine for this ONNX/precision/shapes on ``target``, building it with ``build`` if
     there is none or the cached one is stale or foreign (one log line says which)."""
-    from streamfuse.models.registry import engines_dir
+    from streamfuse.models.registry import engine_cache_dir
 
     onnx_path = Path(onnx_path)
     if not onnx_path.exists():
-        raise StreamfuseError(f"{onnx_path}: ONNX graph not found (export it: python run.py export --model ...)")
+        raise StreamfuseError(f"{onnx_path}: ONNX graph not found")
     if precision not in ("fp16", "fp32"):
         raise StreamfuseError(f"TensorRT precision must be fp16 or fp32, not '{precision}'")
-    cache_dir = Path(cache_dir) if cache_dir else engines_dir()
+    cache_dir = Path(cache_dir) if cache_dir else engine_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = make_key(onnx_path, precision, shapes, target)
     path = engine_path(onnx_path, precision, shapes, cache_dir)

@@ -142,10 +142,10 @@ def current_target() -> dict:
 
 def default_timing_cache(target: dict, cache_dir: str | Path | None = None) -> Path:
     """One timing cache per GPU model and TensorRT version (timings do not carry across either)."""
-    from streamfuse.models.registry import engines_dir
+    from streamfuse.models.registry import engine_cache_dir
 
     slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{target['gpu']}-sm{target['compute_capability']}-trt{target['tensorrt']}")
-    return Path(cache_dir or engines_dir()) / f"{slug.strip('-').lower()}.timing"
+    return Path(cache_dir or engine_cache_dir()) / f"{slug.strip('-').lower()}.timing"
 
 
 def model_shapes(spec, vis_hw: tuple[int, int], ir_hw: tuple[int, int] | None = None, batch: int = 1,
@@ -236,11 +236,13 @@ def engine_for(spec, variant: str, precision: str, vis_hw: tuple[int, int], ir_h
                cache_dir: str | Path | None = None) -> Path:
     """The cached engine for this model, precision and frame size on this machine (built if needed)."""
     from streamfuse.export.cache import cached_engine
+    from streamfuse.models.registry import graph_not_found
 
     target = current_target()  # first: no TensorRT or no GPU is the error to report on a CPU machine
-    onnx_path = Path(onnx_path) if onnx_path else spec.onnx_path(variant)
+    given = onnx_path is not None
+    onnx_path = Path(onnx_path) if given else spec.onnx_path(variant)
     if not onnx_path.exists():
-        raise StreamfuseError(f"{onnx_path}: ONNX graph for '{spec.name}' not found (export it: python run.py export --model {spec.name})")
+        raise StreamfuseError(graph_not_found(onnx_path, None if given else spec))
     return cached_engine(onnx_path, precision, model_shapes(spec, vis_hw, ir_hw, variant=variant), target, build=build_engine,
                          cache_dir=cache_dir, force=force, workspace=workspace,
                          timing_cache=default_timing_cache(target, cache_dir))

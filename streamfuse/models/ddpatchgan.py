@@ -14,7 +14,7 @@ Generator: a U-Net over the concatenated [ir, vis] (2 channels in [0, 1]).
 
 Deviations and why:
 - Widths 16-32-64-64 and one conv per decoder level (pix2pix-style U-Nets run 64 ... 512 wide):
-  the narrow net is 19 GFLOPs at 640x512 (streamfuse.export.flops) and trains here in ~25 min;
+  the narrow net is 19 GFLOPs at 640x512 (streamfuse.evaluation.flops) and trains here in ~25 min;
   a full-width U-Net would not.
 - Nearest up-sampling + 3x3 conv instead of transposed convs: no checkerboard artefacts, and the
   ONNX graph is the same on every backend.

@@ -81,7 +81,7 @@ def test_auto_falls_back_when_a_backend_cannot_start(engines, caplog):
 # ---------------------------------------------------------------- on a CUDA machine
 def _real_frames(shared_data, limit=3):
     from streamfuse.color import normalize_ir, split_luma
-    from streamfuse.export.fp16 import load_pairs
+    from streamfuse.evaluation.fp16_report import load_pairs
 
     return [(normalize_ir(ir), split_luma(vis)[0]) for _, ir, vis in load_pairs(shared_data, limit=limit, max_side=640)]
 
@@ -91,7 +91,7 @@ def _real_frames(shared_data, limit=3):
 @pytest.mark.parametrize("model, variant", shipped_graphs())
 def test_engine_matches_onnxruntime(model, variant, precision, tmp_path, shared_data):
     from streamfuse.backends.tensorrt import TensorRTFuser
-    from streamfuse.export.fp16 import psnr
+    from streamfuse.evaluation.fp16_report import psnr
 
     spec = get_model(model)
     reference = load_fuser(model, backend="onnxruntime", device="cpu", variant=variant)

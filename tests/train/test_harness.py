@@ -89,6 +89,12 @@ def test_ship_writes_weights_every_variant_and_the_record(tmp_path):
     state = torch.load(tmp_path / "out" / "res2netfuse.pt", weights_only=True)
     module = spec.build(load_weights=False)
     module.load_state_dict(state)  # the shipped state loads into the registry's module
+    from streamfuse.export.onnx import read_metadata, record_id
+
+    for v in spec.variants:  # each graph names the training that made it: the record's commit, the weights' hash
+        meta = read_metadata(tmp_path / "out" / spec.onnx_path(v).name)
+        assert meta["training_record"] == record_id(saved["git_commit"], tmp_path / "out" / "res2netfuse.pt")
+        assert (meta["model"], meta["variant"]) == ("res2netfuse", v)
 
 
 def test_time_limit_counts_earlier_runs_and_stops_with_a_checkpoint(tmp_path, capsys):

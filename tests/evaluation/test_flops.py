@@ -8,7 +8,7 @@ pytest.importorskip("onnx")
 
 from torch import nn  # noqa: E402
 
-from streamfuse.export.flops import gflops, macs  # noqa: E402
+from streamfuse.evaluation.flops import gflops, macs  # noqa: E402
 
 
 class Mixed(nn.Module):
@@ -63,7 +63,7 @@ def test_res2netfuse_gflops_from_its_layers(tmp_path):
 
 
 def test_res2netfuse_fp16_traffic_and_estimate(tmp_path):
-    from streamfuse.export.flops import GPUS, estimate_ms, traffic_bytes
+    from streamfuse.evaluation.flops import GPUS, estimate_ms, traffic_bytes
     from streamfuse.export.onnx import export_onnx
     from streamfuse.models import get_model
 
@@ -84,7 +84,7 @@ def test_res2netfuse_fp16_traffic_and_estimate(tmp_path):
 
 
 def test_estimate_rows_and_table(tmp_path):
-    from streamfuse.export.flops import GPUS, estimate_rows, estimate_table
+    from streamfuse.evaluation.flops import GPUS, estimate_rows, estimate_table
     from streamfuse.export.onnx import export_onnx
     from streamfuse.models import get_model
 
@@ -96,3 +96,16 @@ def test_estimate_rows_and_table(tmp_path):
     assert set(fps) == set(GPUS) and fps["RTX 4090"] > fps["AGX Orin 64GB"] > fps["Orin Nano 8GB"] > 0
     table = estimate_table([row])
     assert table.count("\n") == 2 and "| res2netfuse/l1 | " in table
+
+
+def test_ir_size_comes_from_the_graph_metadata_not_its_name(tmp_path):
+    import shutil
+
+    from streamfuse.models import get_model
+
+    copy = tmp_path / "renamed.onnx"  # no model name left in the file name
+    shutil.copy(get_model("ddcgan").onnx_path("x4"), copy)
+    vis_hw = (64, 80)
+    # ir_scale 4 from the metadata (an IR at the visible size, the old guess for an unknown name, does
+    # not even pass shape inference: the graph up-samples the IR x4 to meet the visible)
+    assert macs(copy, vis_hw) == macs(copy, vis_hw, ir_hw=(16, 20)) > 0

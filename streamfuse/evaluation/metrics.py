@@ -1,5 +1,7 @@
 """Fusion quality metrics (no reference image): the numbers fusion papers argue with.
 
+Pure functions of arrays: reading files is the caller's business (``streamfuse.evaluation.runner``).
+
 Every metric works on grayscale images as float64 in 0..255. ``evaluate(fused, ir, vis)``
 returns all of them (or a chosen subset) for one triple; ``temporal_metrics(frames)`` scores a
 fused video against its two source videos.
@@ -28,13 +30,11 @@ from streamfuse import StreamfuseError
 # ------------------------------------------------------------------ input handling
 
 
-def to_gray_f64(img, name: str = "image") -> np.ndarray:
-    """A uint8 array (HxW, HxWx3 BGR or HxWx4) or an image path -> HxW float64 in 0..255."""
+def to_gray_f64(img: np.ndarray, name: str = "image") -> np.ndarray:
+    """A uint8 array (HxW, HxWx3 BGR or HxWx4) -> HxW float64 in 0..255."""
     if isinstance(img, (str, Path)):
-        from streamfuse.io.images import read_image
-
-        img = read_image(img, name)
-        name = f"{name} {img.shape[1]}x{img.shape[0]}"
+        raise StreamfuseError(f"{name}: expected an image array, got the path {img} "
+                              "(metrics take arrays; read files with streamfuse.io.images.read_image)")
     img = np.asarray(img)
     if img.dtype != np.uint8:
         raise StreamfuseError(f"{name}: expected an 8-bit image (uint8), got dtype {img.dtype}")
@@ -707,7 +707,7 @@ def check_metric_names(names: Iterable[str]) -> list[str]:
 def evaluate(fused, ir, vis, metrics: Iterable[str] | None = None) -> dict[str, float]:
     """Score one fused image against its IR and visible sources.
 
-    ``fused``, ``ir``, ``vis``: uint8 arrays (gray or BGR) or image paths, all of one size.
+    ``fused``, ``ir``, ``vis``: uint8 arrays (gray or BGR), all of one size.
     ``metrics``: names from ``METRICS`` (default: all). Returns {name: value}.
     """
     names = check_metric_names(metrics) if metrics is not None else list(METRICS)

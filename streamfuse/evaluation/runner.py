@@ -31,7 +31,7 @@ import numpy as np
 from streamfuse import StreamfuseError
 from streamfuse.color import normalize_ir, to_gray, to_uint8
 from streamfuse.io.images import list_images, read_image, source_pairs, write_image
-from streamfuse.metrics import METRICS, TEMPORAL_HIGHER_IS_BETTER, TemporalAccumulator, evaluate, higher_is_better
+from streamfuse.evaluation.metrics import METRICS, TEMPORAL_HIGHER_IS_BETTER, TemporalAccumulator, evaluate, higher_is_better
 
 log = logging.getLogger("streamfuse")
 
@@ -222,7 +222,7 @@ def fuse_and_score(models: str, data_dirs, out_dir, metrics: list[str] | None = 
     for name, variant in chosen:
         fuser = load_fuser(name, backend="onnxruntime", device="cpu", variant=variant, threads=threads or DEFAULT_THREADS)
         method = name if variant in (None, fuser.spec.default_variant) else f"{name}:{variant}"
-        onnx = fuser.spec.onnx_path(variant)
+        onnx = fuser.path
         fusers.append((method, CpuStage(fuser), onnx.stat().st_mtime if reuse_fused and onnx.exists() else math.inf))
     scores = Scores(list(metrics or METRICS))
     reused = 0
@@ -275,7 +275,7 @@ def iter_gray_frames(src) -> Iterator[np.ndarray]:
 
 
 def score_video(fused, ir, vis) -> tuple[dict[str, float], int]:
-    """Temporal metrics (``streamfuse.metrics.temporal_metrics``) of a fused video against its
+    """Temporal metrics (``streamfuse.evaluation.metrics.temporal_metrics``) of a fused video against its
     sources, frames paired by index; sources may be videos or image folders.
     Returns (metrics, frames scored)."""
     from tqdm import tqdm
@@ -341,7 +341,7 @@ def markdown_table(scores: Scores, counts: dict[str, int] | None = None, count_l
 
 LEGEND = ("↑ higher is better, ↓ lower is better; best mean per column in bold; mean ± population std over the "
           "images. MI in bits; SSIM and MS-SSIM sum both sources (max 2); VIF sums both sources; Qabf of a perfect "
-          "fusion is 0.975 with the standard constants. Definitions: streamfuse/metrics.py and docs/eval.md.")
+          "fusion is 0.975 with the standard constants. Definitions: streamfuse/evaluation/metrics.py and docs/eval.md.")
 
 
 def write_reports(scores: Scores, out_dir, title: str, sheet_pairs: list[tuple[str, Path, Path]] | None = None,

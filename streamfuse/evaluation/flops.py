@@ -30,16 +30,22 @@ def pin_input_shapes(model, vis_hw: tuple[int, int], ir_hw: tuple[int, int] | No
     return model
 
 
-def ir_hw_for(onnx_path: str | Path, vis_hw: tuple[int, int]) -> tuple[int, int]:
-    """IR size next to ``vis_hw``: the registry's ir_scale for a model named like the file, else vis_hw."""
-    from streamfuse.models.registry import _REGISTRY, _load_builtin
-
-    _load_builtin()
-    stem = Path(onnx_path).stem
-    spec = _REGISTRY.get(stem) or _REGISTRY.get(stem.rsplit("-", 1)[0])
-    variant = stem.rsplit("-", 1)[1] if spec and stem != spec.name else None
-    scale = spec.ir_scale_for(variant if variant in spec.variants else None) if spec else 1
+def ir_hw_for(model, vis_hw: tuple[int, int]) -> tuple[int, int]:
+    """IR size next to ``vis_hw``: from the graph's ``ir_scale`` metadata (what export writes), else ``vis_hw``."""
+    meta = {p.key: p.value for p in model.metadata_props}
+    scale = int(meta.get("ir_scale", 1))
     return -(-vis_hw[0] // scale), -(-vis_hw[1] // scale)
+
+
+def load_pinned(onnx_path: str | Path, vis_hw: tuple[int, int], ir_hw: tuple[int, int] | None = None):
+    """The graph at ``onnx_path`` with its inputs pinned to ``vis_hw`` and ``ir_hw`` (default: its own IR scale)."""
+    import onnx
+
+    path = Path(onnx_path)
+    if not path.exists():
+        raise StreamfuseError(f"{path}: ONNX file not found")
+    model = onnx.load(str(path))
+    return pin_input_shapes(model, vis_hw, ir_hw or ir_hw_for(model, vis_hw))
 
 
 def shapes_of(model) -> dict[str, tuple[int, ...]]:
@@ -88,12 +94,7 @@ def node_macs(node, shapes: dict[str, tuple[int, ...]]) -> int:
 
 def macs(onnx_path: str | Path, vis_hw: tuple[int, int] = (512, 640), ir_hw: tuple[int, int] | None = None) -> int:
     """Total MACs of one inference at a visible frame of ``vis_hw`` (h, w), batch 1."""
-    import onnx
-
-    path = Path(onnx_path)
-    if not path.exists():
-        raise StreamfuseError(f"{path}: ONNX file not found")
-    model = pin_input_shapes(onnx.load(str(path)), vis_hw, ir_hw or ir_hw_for(path, vis_hw))
+    model = load_pinned(onnx_path, vis_hw, ir_hw)
     shapes = shapes_of(model)
     return sum(node_macs(node, shapes) for node in model.graph.node)
 
@@ -101,8 +102,7 @@ def macs(onnx_path: str | Path, vis_hw: tuple[int, int] = (512, 640), ir_hw: tup
 def gflops(onnx_path: str | Path, vis_hw: tuple[int, int] = (512, 640), ir_hw: tuple[int, int] | None = None) -> float:
     """GFLOPs (2 x MACs / 1e9) of one inference at a visible frame of ``vis_hw`` (h, w), default 640x512.
 
-    ``ir_hw`` defaults to the registry's IR size for the model the file is named after
-    (``engines/<model>[-variant].onnx``), else the visible size.
+    ``ir_hw`` defaults to the IR size the graph's metadata gives (``ir_scale``), else the visible size.
     """
     return 2 * macs(onnx_path, vis_hw, ir_hw) / 1e9
 
@@ -111,10 +111,7 @@ def traffic_bytes(onnx_path: str | Path, vis_hw: tuple[int, int] = (512, 640), i
                   bytes_per_element: int = 2) -> int:
     """Activation bytes the counted ops read and write at ``vis_hw`` (FP16 by default): a lower bound on
     memory traffic, since element-wise ops fused into convolutions by TensorRT add little."""
-    import onnx
-
-    path = Path(onnx_path)
-    model = pin_input_shapes(onnx.load(str(path)), vis_hw, ir_hw or ir_hw_for(path, vis_hw))
+    model = load_pinned(onnx_path, vis_hw, ir_hw)
     shapes = shapes_of(model)
     weights = {t.name for t in model.graph.initializer}
     total = 0
@@ -191,7 +188,7 @@ def estimate_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m streamfuse.export.flops: the estimate table of docs/gpu.md
+if __name__ == "__main__":  # python -m streamfuse.evaluation.flops: the estimate table of docs/gpu.md
     import tempfile
 
     import torch

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from streamfuse import StreamfuseError
-from streamfuse import evaluate as ev
+from streamfuse.evaluation import runner as ev
 from streamfuse.cli import main
 from streamfuse.models import get_model, list_models
 

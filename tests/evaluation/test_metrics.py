@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from streamfuse import StreamfuseError
-from streamfuse import metrics as M
+from streamfuse.evaluation import metrics as M
+from streamfuse.io.images import read_image
 
 # 4 x 4 test image: a 2 x 2 block of 8s in a field of 0s
 BLOCK = np.array([[0, 0, 0, 0],
@@ -91,11 +92,11 @@ def test_cc_and_scd_are_symmetric_in_the_sources():
     assert M.scd(fused, ir, vis) == M.scd(fused, vis, ir)
 
 
-def test_evaluate_returns_every_metric_and_accepts_paths(tmp_path):
+def test_evaluate_returns_every_metric_and_converts_colour(tmp_path):
     ir, vis = scene(seed=1), scene(seed=2)[::-1].copy()
     fused = ((ir.astype(np.uint16) + vis) // 2).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "f.png"), cv2.cvtColor(fused, cv2.COLOR_GRAY2BGR))  # colour file: gray-converted
-    values = M.evaluate(tmp_path / "f.png", ir, vis)
+    values = M.evaluate(read_image(tmp_path / "f.png"), ir, vis)
     assert list(values) == list(M.METRICS)
     np.testing.assert_equal(values, M.evaluate(fused, ir, vis))  # NaN == NaN here (MS-SSIM needs > 160 px)
     assert M.evaluate(fused, ir, vis, metrics=["en", "Qabf"]) == {"EN": values["EN"], "Qabf": values["Qabf"]}
@@ -107,6 +108,8 @@ def test_evaluate_rejects_bad_input(tmp_path):
         M.evaluate(a, a, b)
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(StreamfuseError, match="broken.png: cannot decode"):
+        read_image(tmp_path / "broken.png")
+    with pytest.raises(StreamfuseError, match="fused image: expected an image array, got the path .*broken.png"):
         M.evaluate(tmp_path / "broken.png", a, a)
     with pytest.raises(StreamfuseError, match="expected an 8-bit image"):
         M.evaluate(a.astype(np.float32), a, a)
@@ -196,7 +199,7 @@ def test_fmi_matches_the_cell_by_cell_recipe():
 
 
 def test_thermal_target_contrast_and_cc_max_known_values():
-    from streamfuse.metrics import evaluate
+    from streamfuse.evaluation.metrics import evaluate
 
     ir = np.zeros((20, 20), np.uint8)
     ir[:2, :10] = 200  # 20 of 400 pixels = the hottest 5%
