@@ -359,7 +359,7 @@ def markdown_table(scores: Scores, counts: dict[str, int] | None = None, count_l
 
 LEGEND = ("↑ higher is better, ↓ lower is better; best mean per column in bold; mean ± population std over the "
           "images; mean rank: each method's rank by mean on EN, SD, SF, AG, MI, Qabf, VIF and SCD, averaged. "
-          "images. MI in bits; SSIM and MS-SSIM sum both sources (max 2); VIF sums both sources; Qabf of a perfect "
+          "MI in bits; SSIM and MS-SSIM sum both sources (max 2); VIF sums both sources; Qabf of a perfect "
           "fusion is 0.975 with the standard constants. Definitions: streamfuse/evaluation/metrics.py and docs/eval.md.")
 
 
