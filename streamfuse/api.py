@@ -2,7 +2,7 @@
 
     import streamfuse
 
-    fusion = streamfuse.Fusion(model="res2netfuse", backend="auto", calib="calibration/rig.yaml")
+    fusion = streamfuse.Fusion(model="pyrfuse", backend="auto", calib="calibration/rig.yaml")
     fused_bgr = fusion(ir_frame, vis_frame)          # numpy in, numpy out
 
     stats = streamfuse.run(ir="ir.mp4", vis="vis.mp4", output="out/fused.mp4")
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from streamfuse.color import DEFAULT_AGC
+from streamfuse.models.registry import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from streamfuse.backends.base import Fuser
@@ -39,7 +40,7 @@ class Fusion:
     also returns the step times, and on the CPU the registered IR and visible frames).
     """
 
-    def __init__(self, model: str = "res2netfuse", backend: str = "auto", device: str = "auto",
+    def __init__(self, model: str = DEFAULT_MODEL, backend: str = "auto", device: str = "auto",
                  precision: str = "fp32", variant: str | None = None, calib: str | Path | None = None,
                  agc: tuple[float, float] = DEFAULT_AGC, threads: int | None = None, onnx: str | Path | None = None):
         from streamfuse.backends import DEFAULT_THREADS, load_fuser

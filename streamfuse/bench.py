@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from streamfuse import REPO_DIR, SAMPLE_DIR, StreamfuseError
+from streamfuse.models.registry import DEFAULT_MODEL
 
 log = logging.getLogger("streamfuse")
 
@@ -181,7 +182,7 @@ def machine() -> dict:
             "git_commit": commit, "load_avg_1min_at_start": load}
 
 
-def run_bench(models=("res2netfuse",), backends=ALL_BACKENDS, sizes=DEFAULT_SIZES, frames: int = 20,
+def run_bench(models=(DEFAULT_MODEL,), backends=ALL_BACKENDS, sizes=DEFAULT_SIZES, frames: int = 20,
               out=DEFAULT_OUT, threads: int = 1, onnx_path=None, agc=(1.0, 99.0)) -> dict:
     """Run every combination and write ``<out>.json`` and ``<out>.md``; returns the JSON document."""
     from streamfuse.backends import backend_usable, load_fuser

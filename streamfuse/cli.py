@@ -13,6 +13,7 @@ from pathlib import Path
 
 from streamfuse import StreamfuseError
 from streamfuse.io.uri import RedactingFormatter, redact_uri
+from streamfuse.models.registry import DEFAULT_MODEL
 
 log = logging.getLogger("streamfuse")
 
@@ -28,7 +29,7 @@ EPILOG = """examples:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="res2netfuse", help="model name (see `models`; default res2netfuse)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (see `models`; default {DEFAULT_MODEL})")
     p.add_argument("--variant", default=None, help="model variant (e.g. res2netfuse: l1 | mean)")
     p.add_argument("--strategy", choices=["l1", "mean"], default=None, help="Res2NetFuse fusion strategy (= --variant)")
     p.add_argument("--backend", default="auto", help="auto | onnxruntime | openvino | torch | tensorrt")
@@ -139,7 +140,7 @@ def cmd_models(args) -> int:
 
 # ---------------------------------------------------------------- export
 def add_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="res2netfuse")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--variant", default=None, help="one variant (default: all variants of the model)")
     p.add_argument("-o", "--output", default=None, help="output .onnx (default engines/<model>[-variant].onnx); the "
                                                           "graph records model, variant, IR scale, pad multiple in its metadata")
@@ -189,7 +190,7 @@ def check_fp16(spec, variants, args) -> int:
 
 # ---------------------------------------------------------------- build (TensorRT)
 def add_build(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="res2netfuse")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--variant", default=None, help="model variant (default: the model's default)")
     p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
     p.add_argument("--size", default="640x512", help="visible frame size WxH the engine is built for (default 640x512)")
@@ -304,7 +305,7 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="token the browser view asks for (needed to serve beyond 127.0.0.1)")
     p.add_argument("--config", help="YAML file with any of the options below (see docs/pipeline.md)")
     p.add_argument("--calib", help="calibration YAML (homography IR -> visible; default: identity / resize)")
-    p.add_argument("--model", help="model name (default res2netfuse; see `models`)")
+    p.add_argument("--model", help=f"model name (default {DEFAULT_MODEL}; see `models`)")
     p.add_argument("--variant", help="model variant (res2netfuse: l1 | mean)")
     p.add_argument("--backend", help="auto | onnxruntime | openvino | torch | tensorrt (default auto)")
     p.add_argument("--device", help="auto | cpu | cuda")
@@ -366,7 +367,7 @@ run the same command again after a stop: complete sequences are skipped, the res
     p.add_argument("--dry-run", action="store_true", help="list the sequences found and stop")
     p.add_argument("--config", help="YAML file with run options (model, backend, output_options, ...)")
     p.add_argument("--calib", help="calibration YAML for sequences without their own calibration.yaml")
-    p.add_argument("--model", help="model name (default res2netfuse; see `models`)")
+    p.add_argument("--model", help=f"model name (default {DEFAULT_MODEL}; see `models`)")
     p.add_argument("--variant", help="model variant (res2netfuse: l1 | mean)")
     p.add_argument("--backend", help="auto | onnxruntime | openvino | torch | tensorrt (default auto)")
     p.add_argument("--device", help="auto | cpu | cuda")
@@ -411,7 +412,7 @@ def cmd_batch(args) -> int:
 
 # ---------------------------------------------------------------- bench
 def add_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", default="res2netfuse", help="comma-separated model names (default res2netfuse)")
+    p.add_argument("--models", default=DEFAULT_MODEL, help=f"comma-separated model names (default {DEFAULT_MODEL})")
     p.add_argument("--backends", default="onnxruntime,openvino,torch,onnxruntime-cuda,torch-cuda,tensorrt-fp32,tensorrt",
                    help="comma-separated backends (tensorrt = FP16 engine; *-cuda on the GPU); ones this machine "
                         "cannot run get a 'not available here' row")
@@ -447,7 +448,7 @@ def add_gpucheck(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/gpucheck", help="folder for pytest.log/.xml, bench.md/.json, summary.md "
                                                          "(default out/gpucheck)")
     p.add_argument("--frames", type=int, default=30, help="frames per benchmark measurement (default 30)")
-    p.add_argument("--models", default="res2netfuse", help="comma-separated models to benchmark (default res2netfuse)")
+    p.add_argument("--models", default=DEFAULT_MODEL, help=f"comma-separated models to benchmark (default {DEFAULT_MODEL})")
 
 
 def cmd_gpucheck(args) -> int:

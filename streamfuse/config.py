@@ -26,6 +26,7 @@ from pathlib import Path
 
 
 from streamfuse import StreamfuseError, read_yaml
+from streamfuse.models.registry import DEFAULT_MODEL
 
 MODES = ("auto", "lossless", "live")
 
@@ -39,7 +40,7 @@ class RunConfig:
     output: str | list[str] | None = None
     token: str | None = None  # the browser view's token (http:// outputs); needed to serve beyond 127.0.0.1
     calib: str | None = None  # calibration YAML (homography IR -> VIS); None: identity / plain resize
-    model: str = "res2netfuse"
+    model: str = DEFAULT_MODEL
     variant: str | None = None  # model variant (res2netfuse: l1 | mean)
     backend: str = "auto"  # auto | onnxruntime | openvino | torch | tensorrt
     device: str = "auto"  # auto | cpu | cuda

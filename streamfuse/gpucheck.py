@@ -65,7 +65,7 @@ def run_pytest(out: Path) -> dict:
     return counts
 
 
-def gpucheck(out: str | Path = DEFAULT_OUT, frames: int = 30, models: tuple[str, ...] = ("res2netfuse",)) -> int:
+def gpucheck(out: str | Path = DEFAULT_OUT, frames: int = 30, models: tuple[str, ...] = ("pyrfuse", "res2netfuse")) -> int:
     """Run the check; returns the exit code (0: every gpu test passed and every GPU backend measured)."""
     from streamfuse.bench import run_bench
 

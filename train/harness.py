@@ -68,6 +68,7 @@ RECIPES = {
     "tlgan": "train.tlgan",
     "ddpatchgan": "train.ddpatchgan",
     "metafusion": "train.metafusion",
+    "pyrfuse": "train.pyrfuse",
 }
 
 
@@ -227,6 +228,7 @@ def train(cfg: TrainConfig, device: str = "cpu", run_dir: Path | None = None, ou
 
 def fit(cfg: TrainConfig, device: str, run_dir: Path, resume: bool = False) -> tuple[Trainer, dict]:
     """The loop: returns the trained model's Trainer and the facts for the training record."""
+    commit = git_commit()  # before this run writes anything (its own outputs would make the tree dirty)
     torch.set_num_threads(cfg.threads)
     gen = seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -272,7 +274,7 @@ def fit(cfg: TrainConfig, device: str, run_dir: Path, resume: bool = False) -> t
     record = {
         "data": data.record(), "steps": done, "steps_planned": total, "resumed_from": start, "device": device,
         "train_seconds": round(seconds, 1), "final_losses": {k: round(v, 6) for k, v in last_logged.items()},
-        "loss_log": str(_relative(run_dir / "losses.csv")),
+        "loss_log": str(_relative(run_dir / "losses.csv")), "git_commit": commit,
     }
     metrics = trainer.final_metrics()
     if metrics:
@@ -316,13 +318,12 @@ def ship(cfg: TrainConfig, trainer: Trainer, out_dir: Path, facts: dict) -> dict
 
     weights = out_dir / f"{cfg.model}.pt"
     torch.save(module.state_dict(), weights)
-    commit = git_commit()
     onnx = [export_graph(cfg.model, v, trainer.export_module(v).cpu().eval(), out_dir / spec.onnx_path(v).name,
-                         record_id(commit, weights)).name
+                         record_id(facts["git_commit"], weights)).name
             for v in spec.variants]
     record = {
         "model": cfg.model, "seed": cfg.seed, "config": dataclasses.asdict(cfg), **facts, "onnx": onnx,
-        "git_commit": commit, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads={torch.get_num_threads()}",
     }
     (out_dir / f"{cfg.model}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")

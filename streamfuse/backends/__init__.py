@@ -12,7 +12,7 @@ import logging
 
 from streamfuse import StreamfuseError
 from streamfuse.backends.base import Fuser
-from streamfuse.models.registry import did_you_mean, get_model
+from streamfuse.models.registry import DEFAULT_MODEL, did_you_mean, get_model
 
 log = logging.getLogger("streamfuse")
 
@@ -57,7 +57,7 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def load_fuser(model: str = "res2netfuse", backend: str = "auto", device: str = "auto", precision: str = "fp32",
+def load_fuser(model: str = DEFAULT_MODEL, backend: str = "auto", device: str = "auto", precision: str = "fp32",
                variant: str | None = None, threads: int | None = DEFAULT_THREADS, **kwargs) -> Fuser:
     """Return a ``Fuser`` for ``model`` on ``backend`` ("auto", "onnxruntime", "openvino", "torch", "tensorrt").
 

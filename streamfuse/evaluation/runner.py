@@ -321,12 +321,27 @@ def best_methods(summary, name: str) -> set[str]:
     return {m for m, v in means.items() if v == target}
 
 
+def mean_ranks(summary) -> dict[str, float]:
+    """Each method's rank (1 = best mean; ties share the better rank) among the methods of ``summary``,
+    averaged over BAR_METRICS: the single figure the methods are ordered by."""
+    ranks: dict[str, list[int]] = {m: [] for m in summary}
+    for name in BAR_METRICS:
+        sign = 1 if higher_is_better(name) else -1
+        means = {m: per[name][0] for m, per in summary.items()}
+        for m, v in means.items():
+            ranks[m].append(1 + sum(sign * (other - v) > 0 for other in means.values()))
+    return {m: sum(r) / len(r) for m, r in ranks.items()}
+
+
 def markdown_table(scores: Scores, counts: dict[str, int] | None = None, count_label: str = "n") -> str:
-    """One row per method; ``counts`` overrides the n column (e.g. frames of a video)."""
+    """One row per method; ``counts`` overrides the n column (e.g. frames of a video). With several
+    methods and every BAR_METRICS column, a last column gives each method's mean rank over them."""
     summary = scores.summary()
     arrows = {n: "↑" if higher_is_better(n) else "↓" for n in scores.metrics}
-    lines = [f"| method | {count_label} | " + " | ".join(f"{n} {arrows[n]}" for n in scores.metrics) + " |",
-             "|---|---|" + "---|" * len(scores.metrics)]
+    ranks = mean_ranks(summary) if len(summary) > 1 and set(BAR_METRICS) <= set(scores.metrics) else None
+    lines = [f"| method | {count_label} | " + " | ".join(f"{n} {arrows[n]}" for n in scores.metrics)
+             + (" | mean rank ↓" if ranks else "") + " |",
+             "|---|---|" + "---|" * (len(scores.metrics) + bool(ranks))]
     best = {n: best_methods(summary, n) for n in scores.metrics}
     for method, per in summary.items():
         n_img = counts[method] if counts else max((c for _, _, c in per.values()), default=0)
@@ -335,12 +350,16 @@ def markdown_table(scores: Scores, counts: dict[str, int] | None = None, count_l
             mean, std, count = per[name]
             text = _fmt(mean) if count <= 1 else f"{_fmt(mean)} ± {_fmt(std, mean)}"
             cells.append(f"**{text}**" if method in best[name] else text)
+        if ranks:
+            text = f"{ranks[method]:.2f}"
+            cells.append(f"**{text}**" if ranks[method] == min(ranks.values()) else text)
         lines.append(f"| {method} | {n_img} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 LEGEND = ("↑ higher is better, ↓ lower is better; best mean per column in bold; mean ± population std over the "
-          "images. MI in bits; SSIM and MS-SSIM sum both sources (max 2); VIF sums both sources; Qabf of a perfect "
+          "images; mean rank: each method's rank by mean on EN, SD, SF, AG, MI, Qabf, VIF and SCD, averaged. "
+          "MI in bits; SSIM and MS-SSIM sum both sources (max 2); VIF sums both sources; Qabf of a perfect "
           "fusion is 0.975 with the standard constants. Definitions: streamfuse/evaluation/metrics.py and docs/eval.md.")
 
 

@@ -2,6 +2,14 @@
 from streamfuse.models.registry import ModelSpec, get_model, list_models, register_model
 
 register_model(ModelSpec(
+    name="pyrfuse",
+    paper="streamfuse's real-time model (this project): learned base weight map + Laplacian-pyramid blending",
+    builder="streamfuse.models.pyrfuse:build",
+    summary="real-time CPU default: a small CNN at 1/8 resolution weighs the pyramid base, choose-max details",
+    pad_multiple=16,  # 2**LEVELS (streamfuse/models/pyrfuse.py)
+))
+
+register_model(ModelSpec(
     name="res2netfuse",
     paper="Song et al., Res2NetFuse: A Fusion Method for Infrared and Visible Images (2021)",
     builder="streamfuse.models.res2netfuse:build",

@@ -31,6 +31,9 @@ log = logging.getLogger("streamfuse")
 # metadata_props keys every exported graph carries (values are strings)
 GRAPH_FACTS = ("model", "variant", "ir_scale", "pad_multiple", "training_record", "opset", "producer")
 
+# The model used when none is named: the real-time CPU default (docs/benchmarks.md, docs/results.md).
+DEFAULT_MODEL = "pyrfuse"
+
 
 def engines_dir() -> Path:
     """Where model graphs and weights are read: $STREAMFUSE_ENGINES, else the graphs installed with

@@ -159,6 +159,20 @@ def test_usability_bar_counts_wins_against_both_baselines():
     assert "| copy |" in ev.usability_section(scores) and "**no**" in ev.usability_section(scores)
 
 
+def test_mean_rank_averages_each_metrics_rank_and_ties_share_the_better_one():
+    scores = ev.Scores(list(ev.BAR_METRICS))
+    scores.add("a", "x", {m: 3.0 for m in ev.BAR_METRICS})  # first everywhere
+    scores.add("b", "x", {**{m: 1.0 for m in ev.BAR_METRICS}, "SCD": 3.0})  # third on 7, tied first on SCD
+    scores.add("c", "x", {m: 2.0 for m in ev.BAR_METRICS})  # second on 7, third on SCD
+    assert ev.mean_ranks(scores.summary()) == {"a": 1.0, "b": (3 * 7 + 1) / 8, "c": (2 * 7 + 3) / 8}
+    table = ev.markdown_table(scores)
+    assert table.splitlines()[0].endswith("| mean rank ↓ |")
+    assert "| **1.00** |" in table.splitlines()[2] and "| 2.75 |" in table.splitlines()[3]
+    alone = ev.Scores(list(ev.BAR_METRICS))
+    alone.add("a", "x", {m: 3.0 for m in ev.BAR_METRICS})
+    assert "mean rank" not in ev.markdown_table(alone)  # one method: nothing to rank against
+
+
 def test_all_means_baselines_plus_models_with_weights(tmp_path, monkeypatch, caplog):
     # an engines folder with only the baselines' graphs: no trained model has weights there
     baselines = sorted(spec.name for spec in list_models(trained=False))  # average, gff, hmsd, laplacian, max

@@ -38,6 +38,7 @@ TINY = {  # a few steps on tiny patches, every cadence at 1 so each code path ru
     "tlgan": {"patch": 32, "batch_size": 2, "steps": 4},
     "ddpatchgan": {"patch": 32, "batch_size": 2, "steps": 4},
     "metafusion": {"channels": 4, "blocks": 1, "patch": 24, "batch_size": 1, "steps": 2, "finetune_steps": 2},
+    "pyrfuse": {"patch": 32, "batch_size": 2, "steps": 4},
 }
 
 

@@ -278,7 +278,7 @@ def test_mmdrfuse_student_structure_has_113_seeded_parameters():
 
 
 def test_speed_reference_is_left_out_of_evaluation_and_model_lists():
-    from streamfuse.evaluate import resolve_models
+    from streamfuse.evaluation.runner import resolve_models
 
     spec = get_model("mmdrfuse-student")
     assert spec.speed_only and not spec.trained and spec.onnx_path().is_file()

@@ -63,6 +63,17 @@ def _equal(x, y) -> bool:
     return x == y
 
 
+def test_record_names_the_commit_the_training_started_from(tmp_path, monkeypatch):
+    """The shipped files themselves dirty the tree (engines/ is tracked): the record must carry the
+    commit as it was when the run started, not after it wrote its outputs."""
+    from train import harness
+
+    weights = tmp_path / "out" / "res2netfuse.pt"
+    monkeypatch.setattr(harness, "git_commit", lambda: "a" * 40 + ("+dirty" if weights.exists() else ""))
+    record = train(tiny_config("res2netfuse", tmp_path, steps=1), run_dir=tmp_path / "run", out_dir=tmp_path / "out")
+    assert record["git_commit"] == "a" * 40
+
+
 def test_ship_writes_weights_every_variant_and_the_record(tmp_path):
     cfg = tiny_config("res2netfuse", tmp_path, steps=2)
     record = train(cfg, run_dir=tmp_path / "run", out_dir=tmp_path / "out")
