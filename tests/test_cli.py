@@ -46,7 +46,7 @@ def test_fuse_sample_folder_through_a_subprocess(pairs, tmp_path):
 def test_fuse_one_pair_with_mean_strategy(pairs, tmp_path, capsys):
     out = tmp_path / "f.png"
     assert main(["fuse", "--ir", str(pairs / "ir/kaist.png"), "--vis", str(pairs / "vis/kaist.png"), "-o", str(out),
-                 "--strategy", "mean", "--backend", "onnxruntime"]) == 0
+                 "--model", "res2netfuse", "--strategy", "mean", "--backend", "onnxruntime"]) == 0
     assert cv2.imread(str(out)).shape == (512, 640, 3)
     assert "res2netfuse/mean" in capsys.readouterr().out
 

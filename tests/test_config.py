@@ -16,7 +16,7 @@ def write(tmp_path, text: str):
 
 def test_defaults_run_the_readme_job():
     cfg = RunConfig(ir="ir.mp4", vis="vis.mp4", output="out.mp4").validate()
-    assert (cfg.model, cfg.backend, cfg.mode) == ("res2netfuse", "auto", "auto")
+    assert (cfg.model, cfg.backend, cfg.mode) == ("pyrfuse", "auto", "auto")
 
 
 def test_yaml_then_command_line_wins(tmp_path):
