@@ -294,6 +294,17 @@ def cmd_eval(args) -> int:
 
 
 # ---------------------------------------------------------------- run (video pipeline)
+def add_pipeline_model_options(p: argparse.ArgumentParser, threads_help: str) -> None:
+    """Model and backend options of `run` and `batch` (no defaults here: unset ones come from the YAML config)."""
+    p.add_argument("--model", help=f"model name (default {DEFAULT_MODEL}; see `models`)")
+    p.add_argument("--variant", help="model variant (res2netfuse: l1 | mean)")
+    p.add_argument("--backend", help="auto | onnxruntime | openvino | torch | tensorrt (default auto)")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--precision", help="fp32 | fp16")
+    p.add_argument("--threads", type=int, help=threads_help)
+    p.add_argument("--onnx", dest="onnx_path", help="run this ONNX graph instead of the shipped one")
+
+
 def add_run(p: argparse.ArgumentParser) -> None:
     # Every option is also a key of the YAML --config file (same name, '_' for '-'); the command line wins.
     # Defaults live in streamfuse.config.RunConfig, so options here default to None ("not given").
@@ -305,13 +316,7 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", help="token the browser view asks for (needed to serve beyond 127.0.0.1)")
     p.add_argument("--config", help="YAML file with any of the options below (see docs/pipeline.md)")
     p.add_argument("--calib", help="calibration YAML (homography IR -> visible; default: identity / resize)")
-    p.add_argument("--model", help=f"model name (default {DEFAULT_MODEL}; see `models`)")
-    p.add_argument("--variant", help="model variant (res2netfuse: l1 | mean)")
-    p.add_argument("--backend", help="auto | onnxruntime | openvino | torch | tensorrt (default auto)")
-    p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--precision", help="fp32 | fp16")
-    p.add_argument("--threads", type=int, help="intra-op threads of CPU backends (default 1)")
-    p.add_argument("--onnx", dest="onnx_path", help="run this ONNX graph instead of the shipped one")
+    add_pipeline_model_options(p, threads_help="intra-op threads of CPU backends (default 1)")
     p.add_argument("--mode", choices=["auto", "lossless", "live"],
                    help="lossless: every matched pair (files); live: newest frames, bounded latency (default auto)")
     p.add_argument("--offset-ms", type=float, help="added to IR timestamps (IR pts + offset = visible pts)")
@@ -367,13 +372,7 @@ run the same command again after a stop: complete sequences are skipped, the res
     p.add_argument("--dry-run", action="store_true", help="list the sequences found and stop")
     p.add_argument("--config", help="YAML file with run options (model, backend, output_options, ...)")
     p.add_argument("--calib", help="calibration YAML for sequences without their own calibration.yaml")
-    p.add_argument("--model", help=f"model name (default {DEFAULT_MODEL}; see `models`)")
-    p.add_argument("--variant", help="model variant (res2netfuse: l1 | mean)")
-    p.add_argument("--backend", help="auto | onnxruntime | openvino | torch | tensorrt (default auto)")
-    p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--precision", help="fp32 | fp16")
-    p.add_argument("--threads", type=int, help="intra-op threads per worker (default 1)")
-    p.add_argument("--onnx", dest="onnx_path", help="run this ONNX graph instead of the shipped one")
+    add_pipeline_model_options(p, threads_help="intra-op threads per worker (default 1)")
     p.add_argument("--offset-ms", type=float, help="added to IR timestamps where the sequence sets none")
     p.add_argument("--tolerance-ms", type=float, help="pairing tolerance (default half the slower frame period)")
     p.add_argument("--mosaic", action="store_true", default=None, help="write IR | visible | fused side by side")
