@@ -137,7 +137,7 @@ def bench_pipeline(fuser, ir_path: Path, vis_path: Path, frames: int, out: Path)
     from streamfuse.config import RunConfig
     from streamfuse.pipeline import Pipeline
 
-    cfg = RunConfig(ir=str(ir_path), vis=str(vis_path), output=str(out), progress=False, mode="lossless")
+    cfg = RunConfig(ir=str(ir_path), vis=str(vis_path), output=str(out), progress=False, status_every=0, mode="lossless")
     stats = Pipeline(cfg, fuser=fuser).run()
     if stats.written != frames:
         raise StreamfuseError(f"benchmark pipeline wrote {stats.written} frames, expected {frames}")

@@ -328,7 +328,11 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agc", help="percentiles for 16-bit IR auto gain (default 1,99)")
     p.add_argument("--max-frames", type=int, help="stop after this many fused frames")
     p.add_argument("--queue-size", type=int, help="frames held between stages (default 4)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar on a terminal (the status is logged every --status-every seconds instead)")
+    p.add_argument("--status-every", type=float, metavar="SECONDS",
+                   help="when stderr is not a terminal: log fps, latency, drops and reconnects every SECONDS "
+                        "(default 10; 0: never)")
 
 
 def cmd_run(args) -> int:
@@ -341,7 +345,12 @@ def cmd_run(args) -> int:
     config = make_config(args.config, **overrides).validate()
     pipeline = Pipeline(config)
     with stop_on_signals(pipeline.stop):
-        stats = pipeline.run()
+        try:
+            stats = pipeline.run()
+        except StreamfuseError:
+            if pipeline.started:  # e.g. a stream that never came back: the statistics, then the error line
+                print(pipeline.stats.summary())
+            raise
     fuser = pipeline.fuser
     print(f"wrote {stats.written} fused frame(s) to {stats.output} "
           f"({fuser.spec.name}/{fuser.variant} on {fuser.backend}, {stats.mode})")
