@@ -450,14 +450,18 @@ class StatusReporter:
         self.live = mode == "live"
         self.bar = None
         self.every = pipeline.config.status_every
+        self._logs_above_bar = contextlib.nullcontext()
         if pipeline.config.progress and sys.stderr.isatty():
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
             counts = [src.frame_count for src in pipeline.sources.values()]
             total = min(counts) if mode == "lossless" and all(counts) else None
             self.bar = tqdm(total=total, unit="frame", desc="fusing", file=sys.stderr, dynamic_ncols=True,
-                            leave=False, mininterval=self.TTY_REFRESH_S)
+                            leave=False)
             self.every = self.TTY_REFRESH_S
+            self._logs_above_bar = logging_redirect_tqdm()  # a drop or reconnect line must not land on the bar
+        self._logs_above_bar.__enter__()
         self._last = (time.perf_counter(), 0, pipeline.timers["latency"].count)  # time, written, latencies
 
     def tick(self) -> None:
@@ -465,8 +469,9 @@ class StatusReporter:
         if not self.every or now - self._last[0] < self.every:
             return
         if self.bar is not None:
+            self.bar.set_postfix_str(self.line(now, with_frames=False), refresh=False)
             self.bar.update(self.pipeline.stats.written - self.bar.n)
-            self.bar.set_postfix_str(self.line(now, with_frames=False))
+            self.bar.refresh()
         else:
             log.info("status %s", self.line(now))
 
@@ -504,6 +509,7 @@ class StatusReporter:
         if self.bar is not None:
             self.bar.update(self.pipeline.stats.written - self.bar.n)
             self.bar.close()
+        self._logs_above_bar.__exit__(None, None, None)
 
 
 @contextlib.contextmanager

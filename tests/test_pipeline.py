@@ -433,3 +433,50 @@ def test_live_run_that_gives_up_prints_its_statistics(media, rtsp_server, tmp_pa
     assert re.search(r"^frames read +ir \d+, vis \d+$", stdout, re.M), stdout
     written = int(re.search(r"stopped on error after writing (\d+) frame", stderr).group(1))
     assert written > 0 and len(decode_clip(tmp_path / "fused.mp4")[0]) == written
+
+
+@pytest.mark.rtsp
+def test_live_run_on_a_terminal_redraws_a_status_bar(media, rtsp_server, tmp_path):
+    """stderr a terminal (a pseudo-terminal 200 columns wide): the status is a progress bar redrawn in place
+    (carriage returns), not log lines, and log lines are printed above it."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    server = rtsp_server(play={"ir": media["ir_long"], "vis": media["vis_long"]})
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 200, 0, 0))
+    proc = subprocess.Popen([sys.executable, str(REPO_DIR / "run.py"), "run", "--ir", server.url("ir"), "--vis",
+                             server.url("vis"), "-o", str(tmp_path / "fused.mp4"), "--model", "average"],
+                            stdout=subprocess.PIPE, stderr=terminal, text=True, cwd=tmp_path)
+    os.close(terminal)
+    chunks = []
+
+    def read_terminal():
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the run ended and closed the terminal
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        stdout = proc.communicate(timeout=90)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    os.close(master)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, stdout + shown
+    bars = re.findall(r"\rfusing: (\d+)frame \[[^\]]*latency (?:\d+ ms|-) \| ir read \d+, dropped \d+, reconnects 0 "
+                      r"\| vis read \d+, dropped \d+, reconnects 0\]", shown)
+    assert bars and int(bars[-1]) > 0, shown
+    assert "INFO: status" not in shown
+    assert re.search(r"\r\s*\rINFO: (ir|vis) stream ended after \d+ frames", shown), shown  # above the bar
+    assert "fused / written" in stdout
