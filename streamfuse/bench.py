@@ -244,11 +244,13 @@ def run_bench(models=(DEFAULT_MODEL,), backends=ALL_BACKENDS, sizes=DEFAULT_SIZE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     md = out.with_suffix(".md")
-    md.write_text(markdown(doc) + kept_section(md, BATCH_HEADING))
+    md.write_text(markdown(doc) + "".join(kept_section(md, heading) for heading in KEPT_HEADINGS))
     return doc
 
 
 BATCH_HEADING = "## Batch"  # measured by hand with `run.py batch` (docs/benchmarks.md), kept across bench runs
+SOAK_HEADING = "## Soak"  # `run.py soak`, summarised by hand, also kept
+KEPT_HEADINGS = (BATCH_HEADING, SOAK_HEADING)
 
 
 def kept_section(path: Path, heading: str) -> str:
