@@ -87,7 +87,7 @@ class RunConfig:
                 raise StreamfuseError(f"'{key}' must be >= 1, got {value}")
         for key in ("tolerance_ms", "max_wait_ms", "status_every"):
             value = getattr(self, key)
-            if value is not None and value < 0:
+            if value is not None and not value >= 0:  # also NaN
                 raise StreamfuseError(f"'{key}' must be >= 0, got {value}")
         return self
 

@@ -69,7 +69,7 @@ def run_soak(minutes: float = 10.0, restart_every: float = 60.0, size: tuple[int
     from streamfuse.io.sources import video_frame_count
     from streamfuse.pipeline import Pipeline, stop_on_signals
 
-    if minutes <= 0 or restart_every <= 0:
+    if not (minutes > 0 and restart_every > 0):  # also NaN
         raise StreamfuseError(f"soak: --minutes and --restart-every must be > 0, got {minutes} and {restart_every}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
