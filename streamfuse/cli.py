@@ -347,8 +347,8 @@ def cmd_run(args) -> int:
     with stop_on_signals(pipeline.stop):
         try:
             stats = pipeline.run()
-        except StreamfuseError:
-            if pipeline.started:  # e.g. a stream that never came back: the statistics, then the error line
+        except (StreamfuseError, KeyboardInterrupt):
+            if pipeline.stats.stopped_by:  # the run got going, e.g. a stream that never came back: the statistics
                 print(pipeline.stats.summary())
             raise
     fuser = pipeline.fuser

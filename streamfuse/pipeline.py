@@ -261,7 +261,8 @@ class Pipeline:
             for s, r in readers.items():
                 if r.is_alive():
                     log.warning("%s reader did not stop within 5 s", s)
-        self._finish_stats()
+            if self.started:  # also when a second Ctrl-C aborts: the CLI still prints the statistics
+                self._finish_stats()
         if self._error is not None:
             log.error("stopped on error after writing %d frame(s) to %s", self.stats.written, self.stats.output)
             raise self._error
