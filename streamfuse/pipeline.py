@@ -98,7 +98,7 @@ class Stats:
     fps: float = 0.0  # frames written per second over ``seconds``
     stages: dict = field(default_factory=dict)  # stage -> {n, p50_ms, p95_ms}
     ended_early: str | None = None  # the stream that ended while the other had frames left
-    stopped_by: str = ""  # "end of streams", "ir ended early", "interrupted", "max_frames", "error"
+    stopped_by: str = ""  # "end of streams", "ir ended early", "interrupted", "max_frames", "the ir stream failed", "error"
 
     def to_dict(self) -> dict:
         return asdict(self)
