@@ -398,7 +398,7 @@ def _fuse_sequence(seq: Sequence, settings: BatchSettings, out: Path, progress) 
     config = dataclasses.replace(
         cfg, ir=seq.ir, vis=seq.vis, output=f"images://{partial}" if settings.images else str(partial),
         calib=seq.calib or cfg.calib, offset_ms=seq.offset_ms if seq.offset_ms is not None else cfg.offset_ms,
-        mode="lossless", progress=False, ir_options={**cfg.ir_options, **folder_fps["ir"]},
+        mode="lossless", progress=False, status_every=0, ir_options={**cfg.ir_options, **folder_fps["ir"]},
         vis_options={**cfg.vis_options, **folder_fps["vis"]}, output_options=output_options)
     fuser = _CountingFuser(_fuser_for(config), progress, seq.name)
     try:

@@ -137,7 +137,7 @@ def bench_pipeline(fuser, ir_path: Path, vis_path: Path, frames: int, out: Path)
     from streamfuse.config import RunConfig
     from streamfuse.pipeline import Pipeline
 
-    cfg = RunConfig(ir=str(ir_path), vis=str(vis_path), output=str(out), progress=False, mode="lossless")
+    cfg = RunConfig(ir=str(ir_path), vis=str(vis_path), output=str(out), progress=False, status_every=0, mode="lossless")
     stats = Pipeline(cfg, fuser=fuser).run()
     if stats.written != frames:
         raise StreamfuseError(f"benchmark pipeline wrote {stats.written} frames, expected {frames}")
@@ -244,11 +244,13 @@ def run_bench(models=(DEFAULT_MODEL,), backends=ALL_BACKENDS, sizes=DEFAULT_SIZE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     md = out.with_suffix(".md")
-    md.write_text(markdown(doc) + kept_section(md, BATCH_HEADING))
+    md.write_text(markdown(doc) + "".join(kept_section(md, heading) for heading in KEPT_HEADINGS))
     return doc
 
 
 BATCH_HEADING = "## Batch"  # measured by hand with `run.py batch` (docs/benchmarks.md), kept across bench runs
+SOAK_HEADING = "## Soak"  # `run.py soak`, summarised by hand, also kept
+KEPT_HEADINGS = (BATCH_HEADING, SOAK_HEADING)
 
 
 def kept_section(path: Path, heading: str) -> str:

@@ -328,7 +328,11 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agc", help="percentiles for 16-bit IR auto gain (default 1,99)")
     p.add_argument("--max-frames", type=int, help="stop after this many fused frames")
     p.add_argument("--queue-size", type=int, help="frames held between stages (default 4)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar on a terminal (the status is logged every --status-every seconds instead)")
+    p.add_argument("--status-every", type=float, metavar="SECONDS",
+                   help="when stderr is not a terminal: log fps, latency, drops and reconnects every SECONDS "
+                        "(default 10; 0: never)")
 
 
 def cmd_run(args) -> int:
@@ -341,7 +345,12 @@ def cmd_run(args) -> int:
     config = make_config(args.config, **overrides).validate()
     pipeline = Pipeline(config)
     with stop_on_signals(pipeline.stop):
-        stats = pipeline.run()
+        try:
+            stats = pipeline.run()
+        except (StreamfuseError, KeyboardInterrupt):
+            if pipeline.stats.stopped_by:  # the run got going, e.g. a stream that never came back: the statistics
+                print(pipeline.stats.summary())
+            raise
     fuser = pipeline.fuser
     print(f"wrote {stats.written} fused frame(s) to {stats.output} "
           f"({fuser.spec.name}/{fuser.variant} on {fuser.backend}, {stats.mode})")
@@ -442,6 +451,29 @@ def cmd_bench(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- soak
+def add_soak(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--minutes", type=float, default=10.0, help="length of the live run (default 10)")
+    p.add_argument("--restart-every", type=float, default=60.0, metavar="SECONDS",
+                   help="kill and restart the RTSP server this often (default 60)")
+    p.add_argument("--size", default="640x512", help="clip size WxH (default 640x512)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    p.add_argument("--backend", default="auto", help="backend (default auto)")
+    p.add_argument("--status-every", type=float, default=10.0, metavar="SECONDS", help="status log line period (default 10)")
+    p.add_argument("--out", default="out/soak", help="folder for the clips, fused.mp4, soak.json and soak.md (default out/soak)")
+
+
+def cmd_soak(args) -> int:
+    from streamfuse.soak import report, run_soak
+
+    h, w = parse_size(args.size, "--size")
+    doc = run_soak(minutes=args.minutes, restart_every=args.restart_every, size=(w, h), model=args.model,
+                   backend=args.backend, out=args.out, status_every=args.status_every)
+    print(report(doc))
+    print(f"wrote {Path(args.out) / 'soak.md'} and soak.json")
+    return 0 if doc["plays_with_every_frame"] else 1
+
+
 # ---------------------------------------------------------------- gpucheck
 def add_gpucheck(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/gpucheck", help="folder for pytest.log/.xml, bench.md/.json, summary.md "
@@ -538,6 +570,8 @@ COMMANDS = {
     "batch": (add_batch, cmd_batch, "fuse whole datasets (KAIST, paired videos/folders, a manifest), resumably, "
                                     "on local workers or Ray"),
     "bench": (add_bench, cmd_bench, "benchmark model-only, pipeline and serial-loop fps per backend and size"),
+    "soak": (add_soak, cmd_soak, "soak benchmark: a long live RTSP run whose server is killed and restarted every "
+                                 "minute; frames, reconnects, memory (out/soak/)"),
     "fuse": (add_fuse, cmd_fuse, "fuse IR/visible image pairs (files or folders paired by stem)"),
     "models": (add_models, cmd_models, "list the registered models and their weights"),
     "eval": (add_eval, cmd_eval, "score fused images or videos with fusion quality metrics; Markdown/CSV reports"),

@@ -56,7 +56,8 @@ class RunConfig:
     agc: list[float] = field(default_factory=lambda: [1.0, 99.0])  # 16-bit IR percentiles mapped to 0 and 1
     queue_size: int = 4  # frames held between stages
     max_frames: int | None = None  # stop after this many fused frames
-    progress: bool = True  # progress bar for file inputs
+    progress: bool = True  # on a terminal: a progress bar with the live status, redrawn every second
+    status_every: float = 10.0  # otherwise (or progress off): log the status every this many seconds; 0: never
     ir_options: dict = field(default_factory=dict)  # passed to open_source for the IR (e.g. transport: tcp)
     vis_options: dict = field(default_factory=dict)
     output_options: dict = field(default_factory=dict)  # each to the outputs that take it (e.g. crf: 20, preset: fast)
@@ -84,9 +85,9 @@ class RunConfig:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise StreamfuseError(f"'{key}' must be >= 1, got {value}")
-        for key in ("tolerance_ms", "max_wait_ms"):
+        for key in ("tolerance_ms", "max_wait_ms", "status_every"):
             value = getattr(self, key)
-            if value is not None and value < 0:
+            if value is not None and not value >= 0:  # also NaN
                 raise StreamfuseError(f"'{key}' must be >= 0, got {value}")
         return self
 

@@ -56,9 +56,17 @@ class StageTimer:
 
     def __init__(self, keep: int = 10_000):
         self.samples: deque[float] = deque(maxlen=keep)
+        self.count = 0  # samples ever added (the status line takes the ones added since its last look)
 
     def add(self, seconds: float) -> None:
         self.samples.append(seconds)
+        self.count += 1
+
+    def recent_p50_ms(self, since_count: int) -> float | None:
+        """Median of the samples added after the timer held ``since_count`` (None: no new sample)."""
+        samples = list(self.samples)
+        new = min(self.count - since_count, len(samples))
+        return float(np.median(samples[-new:])) * 1000 if new > 0 else None
 
     def summary(self) -> dict:
         samples = list(self.samples)  # one C call: safe while another thread appends (live statistics)
@@ -90,7 +98,7 @@ class Stats:
     fps: float = 0.0  # frames written per second over ``seconds``
     stages: dict = field(default_factory=dict)  # stage -> {n, p50_ms, p95_ms}
     ended_early: str | None = None  # the stream that ended while the other had frames left
-    stopped_by: str = ""  # "end of streams", "ir ended early", "interrupted", "max_frames", "error"
+    stopped_by: str = ""  # "end of streams", "ir ended early", "interrupted", "max_frames", "the ir stream failed", "error"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +139,7 @@ class Pipeline:
         self._hurry = threading.Event()  # also stop fusing queued pairs (interrupt, error); fused frames are still written
         self._abort = threading.Event()  # the writer is gone: every stage quits at once
         self._stop_reason: str | None = None
+        self.started = False  # the sources and outputs are open and the run is under way
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         # prepare, model, colour: the stage's steps (GpuStage reports them as one "model" time); compose:
@@ -204,7 +213,7 @@ class Pipeline:
         pair_q: queue.Queue = queue.Queue(cfg.queue_size)
         fused_q: queue.Queue = queue.Queue(cfg.queue_size)
         threads = []
-        bar = None
+        status = None
         try:
             offset_ms = cfg.offset_ms if cfg.offset_ms is not None else self.registration.time_offset_ms
             self.pairer = FramePairer(
@@ -219,6 +228,7 @@ class Pipeline:
                                   on_error=lambda exc: self._fail(exc, abort=True), abort=self._abort,
                                   timers=self.timers)
             self._t0 = time.perf_counter()
+            self.started = True
             for sink in sinks:
                 sink.stats_source = self.live_stats  # the browser view shows them
             self.outputs.start()
@@ -227,11 +237,10 @@ class Pipeline:
                        threading.Thread(target=self._write_loop, args=(fused_q, self.outputs), name="sf-write", daemon=True)]
             for t in threads:
                 t.start()
-            bar = self._progress_bar(mode)
+            status = StatusReporter(self, mode)
             while threads[-1].is_alive():
                 threads[-1].join(0.2)  # short joins so the main thread's signal handlers run
-                if bar is not None and self.stats.written > bar.n:
-                    bar.update(self.stats.written - bar.n)
+                status.tick()
         finally:
             self.stop(self._stop_reason or "end of streams", drain=self._stop_reason is None)
             for r in readers.values():
@@ -243,9 +252,8 @@ class Pipeline:
                 threads[-1].join(5.0)
             for r in readers.values():
                 r.join(5.0)
-            if bar is not None:
-                bar.update(self.stats.written - bar.n)
-                bar.close()
+            if status is not None:
+                status.close()
             if self.outputs is not None:
                 error = self.outputs.close()  # finalise the files even after an error
                 if error is not None:  # report it, but the first error wins
@@ -253,20 +261,12 @@ class Pipeline:
             for s, r in readers.items():
                 if r.is_alive():
                     log.warning("%s reader did not stop within 5 s", s)
-        self._finish_stats()
+            if self.started:  # also when a second Ctrl-C aborts: the CLI still prints the statistics
+                self._finish_stats()
         if self._error is not None:
             log.error("stopped on error after writing %d frame(s) to %s", self.stats.written, self.stats.output)
             raise self._error
         return self.stats
-
-    def _progress_bar(self, mode: str):
-        if not self.config.progress or mode != "lossless":
-            return None
-        from tqdm import tqdm
-
-        counts = [src.frame_count for src in self.sources.values()]
-        total = min(counts) if all(counts) else None
-        return tqdm(total=total, unit="frame", desc="fusing", file=sys.stderr, dynamic_ncols=True, leave=False)
 
     def live_stats(self) -> dict:
         """The statistics so far, while the run goes on (the browser view shows them)."""
@@ -324,6 +324,7 @@ class Pipeline:
             self.pairer.push(stream, item, time.monotonic_ns())
         elif isinstance(item, ReaderDone):
             if item.error is not None:
+                self.stop(f"the {stream} stream failed")  # the statistics say which stream ended the run
                 err = item.error
                 raise err if isinstance(err, StreamfuseError) else SourceError(f"{stream} stream {item.source}: {err}")
             log.info("%s stream ended after %d frames", stream, self.stats.read[stream])
@@ -432,6 +433,84 @@ class Pipeline:
                     self.stop("q or Esc in the window")
         except BaseException as exc:  # noqa: BLE001
             self._fail(exc, abort=True)
+
+
+class StatusReporter:
+    """The run's status while it goes on: frames fused, fps and latency (p50) since the last report, and
+    per stream frames read, dropped, reconnects and whether it is reconnecting right now.
+
+    On a terminal (stderr a TTY and ``progress`` on) it is a progress bar redrawn in place about once a
+    second, with the status after it (files in lossless mode also get the percentage and ETA);
+    otherwise (a log file, a service, ``--no-progress``) it is an INFO log line every ``status_every``
+    seconds (0: none). The pipeline's main thread calls ``tick`` a few times a second."""
+
+    TTY_REFRESH_S = 1.0
+
+    def __init__(self, pipeline: "Pipeline", mode: str):
+        self.pipeline = pipeline
+        self.live = mode == "live"
+        self.bar = None
+        self.every = pipeline.config.status_every
+        self._logs_above_bar = contextlib.nullcontext()
+        if pipeline.config.progress and sys.stderr.isatty():
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            counts = [src.frame_count for src in pipeline.sources.values()]
+            total = min(counts) if mode == "lossless" and all(counts) else None
+            self.bar = tqdm(total=total, unit="frame", desc="fusing", file=sys.stderr, dynamic_ncols=True,
+                            leave=False)
+            self.every = self.TTY_REFRESH_S
+            self._logs_above_bar = logging_redirect_tqdm()  # a drop or reconnect line must not land on the bar
+        self._logs_above_bar.__enter__()
+        self._last = (time.perf_counter(), 0, pipeline.timers["latency"].count)  # time, written, latencies
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if not self.every or now - self._last[0] < self.every:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.line(now, with_frames=False), refresh=False)
+            self.bar.update(self.pipeline.stats.written - self.bar.n)
+            self.bar.refresh()
+        else:
+            log.info("status %s", self.line(now))
+
+    def line(self, now: float, with_frames: bool = True) -> str:
+        """e.g. ``0:01:05 fused 1890, 29.6 fps, latency 41 ms | ir read 1952, dropped 3, reconnects 1 | vis ...``
+        (``with_frames`` False: without the time, count and fps, which the progress bar shows itself)."""
+        p = self.pipeline
+        t_last, written_last, latency_count = self._last
+        written, latency = p.stats.written, p.timers["latency"]
+        p50 = latency.recent_p50_ms(latency_count)
+        self._last = (now, written, latency.count)
+        head = f"latency {p50:.0f} ms" if p50 is not None else "latency -"
+        if with_frames:
+            elapsed = int(now - p._t0)
+            head = (f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d} fused {written}, "
+                    f"{(written - written_last) / (now - t_last):.1f} fps, {head}")
+        parts = [head]
+        for s in STREAMS:
+            source, reader = p.sources[s], p.readers[s]
+            text = f"{s} read {p.stats.read[s]}"
+            dropped = p.pairer.dropped[s] + reader.dropped
+            if self.live or dropped:
+                text += f", dropped {dropped}"
+            if source.is_live:
+                text += f", reconnects {source.reconnects}" + ("" if getattr(source, "connected", True) else
+                                                                 " (reconnecting)")
+            if source.corrupt_packets:
+                text += f", bad frames {source.corrupt_packets}"
+            parts.append(text)
+        if p.stats.dropped["pairs"]:
+            parts.append(f"pairs dropped {p.stats.dropped['pairs']}")
+        return " | ".join(parts)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.pipeline.stats.written - self.bar.n)
+            self.bar.close()
+        self._logs_above_bar.__exit__(None, None, None)
 
 
 @contextlib.contextmanager

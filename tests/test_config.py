@@ -83,3 +83,10 @@ def test_several_outputs_from_yaml_and_a_single_one_still_works(tmp_path):
         make_config(write(tmp_path, "output: [1]\n"))
     with pytest.raises(StreamfuseError, match=r"'token' \(--token\) is for a browser view output, and there is none"):
         RunConfig(ir="a", vis="b", output="o.mp4", token="t").validate()
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan")])
+def test_status_every_must_be_a_number_of_seconds(value):
+    with pytest.raises(StreamfuseError, match=r"^'status_every' must be >= 0, got "):
+        RunConfig(ir="ir.mp4", vis="vis.mp4", output="out.mp4", status_every=value).validate()
+    assert RunConfig(ir="ir.mp4", vis="vis.mp4", output="out.mp4", status_every=0).validate().status_every == 0

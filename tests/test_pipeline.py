@@ -3,6 +3,7 @@ and, for RTSP, a real gst-rtsp-server on 127.0.0.1 (tests/conftest.py)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -330,3 +331,152 @@ def test_rtsp_reconnect_keeps_every_fused_frame(media, fast_fuser, rtsp_server, 
     assert stats.written > before, stats.summary()
     assert stats.paired >= 0.75 * min(stats.read.values()), stats.summary()  # live pairing by RTP time works
     assert len(decode_clip(out)[0]) == stats.written
+
+
+class CliRun:
+    """`python run.py run ...` in the background as a user starts it; its stderr collected line by line."""
+
+    def __init__(self, args, cwd):
+        self.proc = subprocess.Popen([sys.executable, str(REPO_DIR / "run.py"), "run", *map(str, args)], cwd=cwd,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []  # stderr so far
+        self.stdout: list[str] = []
+        self._readers = [threading.Thread(target=lambda: self.lines.extend(l.rstrip("\n") for l in self.proc.stderr),
+                                          daemon=True),
+                         threading.Thread(target=lambda: self.stdout.extend(self.proc.stdout), daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    def wait_for(self, pattern: str, timeout: float = 90) -> str:
+        """The first stderr line matching ``pattern`` (a regex), waiting for it while the run goes on."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in list(self.lines) if re.search(pattern, line)]
+            if found:
+                return found[0]
+            assert self.proc.poll() is None or self._readers[0].is_alive(), \
+                f"run ended without a line matching {pattern!r}:\n" + "\n".join(self.lines)
+            assert time.monotonic() < deadline, f"no line matching {pattern!r} within {timeout} s"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 90) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) once the run ends."""
+        try:
+            self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        for reader in self._readers:
+            reader.join(10)
+        return self.proc.returncode, "".join(self.stdout), "\n".join(self.lines)
+
+
+def rtsp_run_args(server, tmp_path, status_every: float, **rtsp_options) -> list:
+    """Arguments of a CLI run of both streams from ``server`` with the fast shipped `average` graph."""
+    options = "{" + ", ".join(f"{k}: {v}" for k, v in rtsp_options.items()) + "}"
+    (tmp_path / "run.yaml").write_text(f"ir_options: {options}\nvis_options: {options}\n")
+    return ["--config", tmp_path / "run.yaml", "--ir", server.url("ir"), "--vis", server.url("vis"),
+            "-o", tmp_path / "fused.mp4", "--model", "average", "--status-every", status_every]
+
+
+STATUS_LINE = (r"^INFO: status \d:\d\d:\d\d fused \d+, \d+\.\d fps, latency (\d+ ms|-) "
+               r"\| ir read \d+, dropped \d+, reconnects \d+( \(reconnecting\))? "
+               r"\| vis read \d+, dropped \d+, reconnects \d+")
+
+
+@pytest.mark.rtsp
+def test_live_run_reports_status_drops_and_reconnects(media, rtsp_server, tmp_path):
+    """A CLI run over RTSP with stderr not a terminal: a status log line every --status-every seconds; the
+    server is killed mid-run and comes back: one warning per stream at the loss, one line at the
+    reconnect, and the statistics count the reconnects."""
+    server = rtsp_server(play={"ir": media["ir_long"], "vis": media["vis_long"]})
+    run = CliRun(rtsp_run_args(server, tmp_path, 0.3, backoff=0.2, max_backoff=1.0, read_timeout=2.0), tmp_path)
+    run.wait_for(r"^INFO: status .* fused [1-9]")
+    server.stop()
+    run.wait_for(r"stream rtsp://127\.0\.0\.1:\d+/(ir|vis): connection lost")
+    time.sleep(0.5)
+    server.start()  # the recordings replay from their start and the run ends with them
+    code, stdout, stderr = run.finish()
+    assert code == 0, stdout + stderr
+    for s in ("ir", "vis"):
+        url = re.escape(server.url(s))
+        assert len(re.findall(rf"WARNING: {s} stream {url}: connection lost \(.+\); reconnect try 1 of 8 in "
+                              r"\d+\.\d s", stderr)) == 1, stderr
+        assert re.search(rf"WARNING: {s} stream {url}: reconnected on try \d+ of 8, \d+\.\d s after the "
+                         r"connection was lost \(reconnects: 1\)", stderr), stderr
+    status = [line for line in stderr.splitlines() if line.startswith("INFO: status")]
+    assert len(status) >= 2 and all(re.match(STATUS_LINE, line) for line in status), status
+    assert re.search(r"^reconnects +ir 1, vis 1;", stdout, re.M), stdout
+    written = int(re.search(r"^wrote (\d+) fused frame", stdout, re.M).group(1))
+    assert written > 0 and len(decode_clip(tmp_path / "fused.mp4")[0]) == written
+
+
+@pytest.mark.rtsp
+def test_live_run_that_gives_up_prints_its_statistics(media, rtsp_server, tmp_path):
+    """The server goes away for good: each reconnect try is logged, the run stops after max_retries with
+    the statistics on stdout, one error line naming the stream last, exit code 2, and the output
+    holds every frame written."""
+    server = rtsp_server(play={"ir": media["ir_long"], "vis": media["vis_long"]})
+    args = rtsp_run_args(server, tmp_path, 0.3, backoff=0.1, max_backoff=0.2, max_retries=2, read_timeout=2.0,
+                         open_timeout=1.0)
+    run = CliRun(args, tmp_path)
+    run.wait_for(r"^INFO: status .* fused [1-9]")
+    server.stop()
+    code, stdout, stderr = run.finish()
+    assert code == 2, stdout + stderr
+    assert re.search(r"INFO: (ir|vis) stream rtsp://\S+: reconnect try 1 of 2 failed \(.+\); try 2 in 0\.\d s",
+                     stderr), stderr
+    assert re.search(r"^error: (ir|vis) stream rtsp://127\.0\.0\.1:\d+/(ir|vis): connection lost \(.+\) and 2 "
+                     r"reconnect tries failed over \d+\.\d s \(last: .+\); gave up \(max_retries 2\)$",
+                     stderr.strip().splitlines()[-1]), stderr
+    assert re.search(r"^stopped by +the (ir|vis) stream failed$", stdout, re.M), stdout
+    assert re.search(r"^frames read +ir \d+, vis \d+$", stdout, re.M), stdout
+    written = int(re.search(r"stopped on error after writing (\d+) frame", stderr).group(1))
+    assert written > 0 and len(decode_clip(tmp_path / "fused.mp4")[0]) == written
+
+
+@pytest.mark.rtsp
+def test_live_run_on_a_terminal_redraws_a_status_bar(media, rtsp_server, tmp_path):
+    """stderr a terminal (a pseudo-terminal 200 columns wide): the status is a progress bar redrawn in place
+    (carriage returns), not log lines, and log lines are printed above it."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    server = rtsp_server(play={"ir": media["ir_long"], "vis": media["vis_long"]})
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 200, 0, 0))
+    proc = subprocess.Popen([sys.executable, str(REPO_DIR / "run.py"), "run", "--ir", server.url("ir"), "--vis",
+                             server.url("vis"), "-o", str(tmp_path / "fused.mp4"), "--model", "average"],
+                            stdout=subprocess.PIPE, stderr=terminal, text=True, cwd=tmp_path)
+    os.close(terminal)
+    chunks = []
+
+    def read_terminal():
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the run ended and closed the terminal
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        stdout = proc.communicate(timeout=90)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    os.close(master)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, stdout + shown
+    bars = re.findall(r"\rfusing: (\d+)frame \[[^\]]*latency (?:\d+ ms|-) \| ir read \d+, dropped \d+, reconnects 0 "
+                      r"\| vis read \d+, dropped \d+, reconnects 0\]", shown)
+    assert bars and int(bars[-1]) > 0, shown
+    assert "INFO: status" not in shown
+    assert re.search(r"\r\s*\rINFO: (ir|vis) stream ended after \d+ frames", shown), shown  # above the bar
+    assert "fused / written" in stdout

@@ -517,25 +517,44 @@ class RtspSource(Source):
                 pass
         self._container = self._decoder = None
         if not self.reconnect:
-            raise SourceError(f"{self.uri}: connection lost ({reason})")
-        self._lost_reason = reason
-        self._next_try = time.monotonic() + self._delay()
+            raise SourceError(f"{self.kind} stream {self.uri}: connection lost ({reason}; reconnect is off)")
+        self._lost_reason, self._lost_at = reason, time.monotonic()
+        delay = self._delay()
+        self._next_try = self._lost_at + delay
+        log.warning("%s stream %s: connection lost (%s); reconnect try 1%s in %.1f s", self.kind, self.uri,
+                    reason, self._of_max(), delay)
 
     def _delay(self) -> float:
         return min(self.backoff * 2 ** self._failures, self.max_backoff)
+
+    def _of_max(self) -> str:
+        return "" if self.max_retries is None else f" of {self.max_retries}"
 
     def _try_reconnect(self) -> None:
         try:
             self._connect()
         except (av.FFmpegError, OSError) as e:
             self._failures += 1
+            away = time.monotonic() - self._lost_at
             if self.max_retries is not None and self._failures >= self.max_retries:
-                raise SourceError(f"{self.uri}: connection lost ({self._lost_reason}) and {self._failures} "
-                                  f"reconnect tries failed (last: {_av_reason(e)})") from None
-            self._next_try = time.monotonic() + self._delay()
+                raise SourceError(f"{self.kind} stream {self.uri}: connection lost ({self._lost_reason}) and "
+                                  f"{self._failures} reconnect tries failed over {away:.1f} s (last: "
+                                  f"{_av_reason(e)}); gave up (max_retries {self.max_retries})") from None
+            delay = self._delay()
+            self._next_try = time.monotonic() + delay
+            log.info("%s stream %s: reconnect try %d%s failed (%s); try %d in %.1f s", self.kind, self.uri,
+                     self._failures, self._of_max(), _av_reason(e), self._failures + 1, delay)
             return
-        self._failures = 0
         self.reconnects += 1
+        log.warning("%s stream %s: reconnected on try %d%s, %.1f s after the connection was lost (reconnects: %d)",
+                    self.kind, self.uri, self._failures + 1, self._of_max(), time.monotonic() - self._lost_at,
+                    self.reconnects)
+        self._failures = 0
+
+    @property
+    def connected(self) -> bool:
+        """False while the connection is lost and the source waits to reconnect (the status line shows it)."""
+        return self._container is not None
 
     def read(self, timeout: float | None = None) -> Frame | None:
         """A frame, or None after ``timeout`` s without one. One network read can block up to
