@@ -32,7 +32,14 @@ def read_yaml(path, what: str):
     if not path.is_file():
         raise StreamfuseError(f"{path}: {what} not found")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise StreamfuseError(f"{path}: cannot read the {what} ({reason})") from None
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise StreamfuseError(f"{path}: not valid YAML (nested too deeply)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -104,8 +105,8 @@ def _describe(tp) -> str:
         return " or ".join(names) + (" or null" if type(None) in typing.get_args(tp) else "")
     origin = typing.get_origin(tp) or tp
     if origin is list:
-        return "a list of strings" if typing.get_args(tp) == (str,) else "a list of numbers"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+        return "a list of strings" if typing.get_args(tp) == (str,) else "a list of finite numbers"
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string",
             dict: "a mapping"}.get(origin, str(tp))
 
 
@@ -126,7 +127,13 @@ def coerce(key: str, value, where: str):
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (NaN and infinity are not values any option can take)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _check(tp, value) -> tuple[bool, typing.Any]:

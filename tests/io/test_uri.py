@@ -41,7 +41,9 @@ def test_sink_kinds(tmp_path):
     assert parse_sink("OUT.MKV").kind == "video"
     assert parse_sink("images://frames").target == "frames"
     assert parse_sink("outdir/").kind == "images"
-    assert parse_sink(str(tmp_path)).kind == "images"
+    assert parse_sink(f"images://{tmp_path}").kind == "images"
+    with pytest.raises(StreamfuseError, match=f"{tmp_path}: is an existing folder; .* say images://{tmp_path} "):
+        parse_sink(str(tmp_path))  # frames are never dumped into a folder named without images://
     assert parse_sink("display://").target == "streamfuse"
     assert parse_sink("rtsp://127.0.0.1:8554/fused").kind == "rtsp"
     assert parse_sink("null://").kind == "null"
