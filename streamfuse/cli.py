@@ -389,7 +389,7 @@ def cmd_run(args) -> int:
     elif stats.stopped_by == "interrupted":  # e.g. Ctrl-C while the model loaded: no file was made
         print(f"interrupted before the first fused frame; nothing written to {stats.output}")
     else:
-        print(f"no frame was fused ({stats.stopped_by}); nothing written to {stats.output}")
+        print(f"no frame was fused, nothing written to {stats.output}; stopped by: {stats.stopped_by}")
     print(stats.summary())
     if stats.stopped_by == "interrupted":
         return 130
@@ -441,6 +441,8 @@ def cmd_batch(args) -> int:
         raise StreamfuseError(f"--workers must be >= 1, got {args.workers}")
     config = make_config(args.config, **overrides)
     get_model(config.model).check_variant(config.variant)  # a typo fails here, not in every worker
+    if not args.dry_run:
+        check_folder_writable(args.output, f"-o {args.output}")
     sequences = batch.find_sequences(args.root, args.layout)
     print(batch.describe(sequences), flush=True)
     if args.dry_run:
@@ -448,7 +450,6 @@ def cmd_batch(args) -> int:
             print(f"  {s.name}: {redact_uri(s.ir)} + {redact_uri(s.vis)} ({s.frames if s.frames is not None else '?'} frames)"
                   + (f" FAILS: {s.problem}" if s.problem else ""))
         return 0
-    check_folder_writable(args.output, f"-o {args.output}")
     settings = batch.BatchSettings(out_dir=args.output, config=config, images=args.images, force=args.force,
                                    fps=args.fps)
     t0 = time.perf_counter()
