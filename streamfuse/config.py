@@ -77,6 +77,9 @@ class RunConfig:
         if self.token is not None and not any(uri.lower().startswith("http://") for uri in self.outputs):
             raise StreamfuseError("'token' (--token) is for a browser view output, and there is none "
                                   "(add e.g. -o http://0.0.0.0:8090)")
+        from streamfuse.backends import check_precision
+
+        check_precision(self.precision, self.backend)
         if self.mode not in MODES:
             raise StreamfuseError(f"mode '{self.mode}': expected one of {', '.join(MODES)}")
         if len(self.agc) != 2 or not 0 <= self.agc[0] < self.agc[1] <= 100:

@@ -48,11 +48,15 @@ def apply_homography(h: np.ndarray, pts) -> np.ndarray:
     return q[:, :2] / q[:, 2:3]
 
 
+MAX_SIDE = 1 << 16  # no camera or output frame is wider or taller
+
+
 def _size(value, key: str, where: str) -> tuple[int, int]:
     ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in value)
     if not ok:
-        raise StreamfuseError(f"{where}: key '{key}' must be [width, height] (two positive integers), got {_short(value)}")
+        raise StreamfuseError(f"{where}: key '{key}' must be [width, height] (two integers from 1 to {MAX_SIDE}), "
+                              f"got {_short(value)}")
     return int(value[0]), int(value[1])
 
 

@@ -63,7 +63,7 @@ def check_precision(precision: str, backend: str = "auto") -> None:
                               f"({precision_table()})")
     takers = [b for b, ps in PRECISIONS.items() if precision in ps]
     if (backend == "auto" and not takers) or (backend in PRECISIONS and precision not in PRECISIONS[backend]):
-        where = f"backend '{backend}' runs {', '.join(PRECISIONS[backend])}" if backend in PRECISIONS else "no backend"
+        where = f"backend '{backend}' runs {' or '.join(PRECISIONS[backend])}" if backend in PRECISIONS else "no backend"
         raise StreamfuseError(f"precision '{precision}': {where}, not {precision} ({precision_table()})")
 
 
