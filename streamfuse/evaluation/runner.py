@@ -93,6 +93,21 @@ def load_source_pair(ir_path: Path, vis_path: Path) -> tuple[np.ndarray, np.ndar
     return ir, vis
 
 
+def _loaded_pairs(pairs, scores: "Scores", bar, steps) -> Iterator[tuple[str, Path, np.ndarray, np.ndarray]]:
+    """(stem, IR path, IR, visible) of each pair with ``steps(stem)`` > 0 images to score; a pair whose
+    sources do not load is counted as failed (the reason logged) and its progress steps skipped."""
+    for stem, ir_path, vis_path in pairs:
+        if not steps(stem):
+            continue
+        try:
+            ir, vis = load_source_pair(ir_path, vis_path)
+        except StreamfuseError as exc:
+            scores.fail(stem, exc)
+            bar.update(steps(stem))
+            continue
+        yield stem, ir_path, ir, vis
+
+
 def _wh(img: np.ndarray) -> str:
     return f"{img.shape[1]}x{img.shape[0]}"
 
@@ -151,17 +166,9 @@ def score_folders(ir_dir, vis_dir, fused_dirs, metrics: list[str] | None = None)
         raise StreamfuseError("no fused image matches a source stem; fused files must be named like the sources")
     scores.pairs = sum(any(stem in files for _, files in methods) for stem, _, _ in pairs)
     bar = _progress(total, "scoring")
-    for stem, ir_path, vis_path in pairs:
-        todo = [(m, files[stem]) for m, files in methods if stem in files]
-        if not todo:
-            continue
-        try:
-            ir, vis = load_source_pair(ir_path, vis_path)
-        except StreamfuseError as exc:
-            scores.fail(stem, exc)
-            bar.update(len(todo))
-            continue
-        for method, fused_path in todo:
+    todo = {stem: [(m, files[stem]) for m, files in methods if stem in files] for stem, _, _ in pairs}
+    for stem, ir_path, ir, vis in _loaded_pairs(pairs, scores, bar, lambda stem: len(todo[stem])):
+        for method, fused_path in todo[stem]:
             try:
                 fused = read_image(fused_path, "fused image")
                 if fused.dtype != np.uint8:
@@ -249,13 +256,7 @@ def fuse_and_score(models: str, data_dirs, out_dir, metrics: list[str] | None = 
     scores = Scores(list(metrics or METRICS), pairs=len(pairs))
     reused = 0
     bar = _progress(len(pairs) * len(fusers), "fusing + scoring")
-    for stem, ir_path, vis_path in pairs:
-        try:
-            ir, vis = load_source_pair(ir_path, vis_path)
-        except StreamfuseError as exc:
-            scores.fail(stem, exc)
-            bar.update(len(fusers))
-            continue
+    for stem, ir_path, ir, vis in _loaded_pairs(pairs, scores, bar, lambda stem: len(fusers)):
         for method, stage, model_time in fusers:
             path = Path(out_dir) / "fused" / method.replace(":", "-") / f"{stem}.png"
             try:
