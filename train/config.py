@@ -29,6 +29,7 @@ class TrainConfig:
     select_by_validation: bool = False  # ship the snapshot (or final weights) with the lowest validation loss
     time_limit_minutes: float = 0.0  # wall time of all runs of this schedule (resumes included); 0: no limit
     threads: int = 1  # torch intra-op threads
+    autocast: typing.Literal["fp32", "bf16"] = "fp32"  # bf16: each step under torch.autocast (weights and optimiser stay fp32)
     cut_from_paper: str = ""  # what this schedule changes from the paper's (copied into the record with the config)
 
     def total_steps(self) -> int:

@@ -11,20 +11,21 @@ Per step, on a batch of aligned random patches (IR i at full patch size, visible
   L_D = -log D(real) - log(1 - D(fake)); generator L_adv = -log D_v(grad f) - log D_i(psi f);
   L_G = L_adv + lambda L_con.
 - Balance rule of the paper: after the regular update of D_v and D_i, a discriminator whose loss is
-  still above ``d_max`` (it fails to tell real from fused) gets extra updates; after the regular
-  generator update, while its adversarial loss is above ``g_max`` (the discriminators win) the
-  generator gets extra updates; each at most ``max_extra`` times per step.
+  still above ``d_max`` (it fails to tell real from fused) gets extra updates (at most
+  ``max_extra_d``); after the regular generator update, while its adversarial loss is above
+  ``g_max`` (the discriminators win) the generator gets extra updates (at most ``max_extra_g``).
 - Optimiser RMSprop for G and both D, lr 0.002 with exponential decay (the paper's rate),
-  lr = lr0 * decay_rate ** (step / decay_steps).
-- ``tv_target: stronger`` (the paper: ``vis``): the gradient term pulls the fused gradient towards,
-  per pixel, the stronger of the visible's and the seen IR's gradients (content_loss), so texture
-  only the IR shows is kept. Why the CPU config uses it and lambda 20 instead of the paper's 0.8:
-  docs/results.md, "Training history".
+  lr = lr0 * decay_rate ** (step / decay_steps). Its running mean square starts at 1, as in the
+  TensorFlow 1 optimiser of the authors' code (``tf_rmsprop``): torch's starts at 0, which makes the
+  first updates ~10x lr per weight, and at lr 0.002 the discriminators diverged within 3 steps.
+- ``tv_target``: ``vis`` is the paper's term; ``stronger`` (an option, not the paper's) pulls the
+  fused gradient towards, per pixel, the stronger of the visible's and the seen IR's gradients
+  (content_loss), so texture only the IR shows is kept. Earlier runs with it: docs/results.md,
+  "Training history".
 - ``validation_loss``: the paper's content loss on fixed 256x256 crops of the training split (never
   the evaluation pairs), for ``select_by_validation``.
-- ``warmup_steps``: the first steps train G on L_con alone (no adversarial term, no D updates), a
-  CPU-schedule addition so that the short adversarial phase starts from a sensible fusion instead of
-  noise; 0 in the paper config.
+- ``warmup_steps``: the first steps train G on L_con alone (no adversarial term, no D updates); 0 in
+  the paper's schedule.
 
 Discriminators: three 3x3 stride-2 convs (16, 32, 64 channels) with LeakyReLU 0.2, global average
 pooling and a linear layer giving a logit. The authors' discriminators end in a dense layer over the
@@ -59,7 +60,8 @@ class Config(PairConfig):
     decay_steps: int
     d_max: float  # a D loss above this: D fails, gets extra updates
     g_max: float  # G's adversarial loss above this: D wins, G gets extra updates
-    max_extra: int  # extra updates per step at most
+    max_extra_d: int  # extra updates of a failing D per step at most
+    max_extra_g: int  # extra G updates per step at most while D wins
     val_batch: int = 16  # validation crops of the training split (select_by_validation)
     val_patch: int = 256
 
@@ -128,6 +130,14 @@ def g_adv_loss(dv: nn.Module, di: nn.Module, f: torch.Tensor) -> torch.Tensor:
             + F.binary_cross_entropy_with_logits(li, torch.ones_like(li)))
 
 
+def tf_rmsprop(module: nn.Module, lr: float) -> torch.optim.RMSprop:
+    """RMSprop whose running mean square starts at 1 (TensorFlow 1's RMSPropOptimizer; decay 0.9, eps 1e-10)."""
+    opt = torch.optim.RMSprop(module.parameters(), lr=lr, alpha=0.9, eps=1e-10)
+    for p in module.parameters():
+        opt.state[p] = {"step": torch.tensor(0.0), "square_avg": torch.ones_like(p, memory_format=torch.preserve_format)}
+    return opt
+
+
 class Trainer(harness.Trainer):
     """The three networks, their optimisers and one training step."""
 
@@ -136,9 +146,9 @@ class Trainer(harness.Trainer):
         self.g = DDcGANGenerator(ratio=4).to(device)
         self.dv = Discriminator().to(device)
         self.di = Discriminator().to(device)
-        self.opt_g = torch.optim.RMSprop(self.g.parameters(), lr=cfg.lr)
-        self.opt_dv = torch.optim.RMSprop(self.dv.parameters(), lr=cfg.lr)
-        self.opt_di = torch.optim.RMSprop(self.di.parameters(), lr=cfg.lr)
+        self.opt_g = tf_rmsprop(self.g, cfg.lr)
+        self.opt_dv = tf_rmsprop(self.dv, cfg.lr)
+        self.opt_di = tf_rmsprop(self.di, cfg.lr)
         self.optimizers = {"g": self.opt_g, "dv": self.opt_dv, "di": self.opt_di}
         self.modules = {"g": self.g, "dv": self.dv, "di": self.di}
         self.shipped = self.g
@@ -194,7 +204,7 @@ class Trainer(harness.Trainer):
             loss_dv = self.d_update(self.dv, self.opt_dv, real_v, fake_v)
             loss_di = self.d_update(self.di, self.opt_di, real_i, fake_i)
             # D fails to tell real from fused: train it more (the paper's balance rule)
-            for _ in range(cfg.max_extra):
+            for _ in range(cfg.max_extra_d):
                 if loss_dv <= cfg.d_max and loss_di <= cfg.d_max:
                     break
                 if loss_dv > cfg.d_max:
@@ -205,7 +215,7 @@ class Trainer(harness.Trainer):
                     extra_d += 1
         f, loss_g, adv, con, intensity, tv = self.g_update(ir, vis, ratio, adversarial)
         # D wins: train G more
-        while adversarial and adv.item() > cfg.g_max and extra_g < cfg.max_extra:
+        while adversarial and adv.item() > cfg.g_max and extra_g < cfg.max_extra_g:
             f, loss_g, adv, con, intensity, tv = self.g_update(ir, vis, ratio, adversarial)
             extra_g += 1
         return {"ratio": ratio, "loss_g": loss_g.item(), "adv_g": adv.item(), "con": con.item(), "int": intensity.item(),

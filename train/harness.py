@@ -256,7 +256,8 @@ def fit(cfg: TrainConfig, device: str, run_dir: Path, resume: bool = False) -> t
     done = start
     bar = tqdm(range(start, total), initial=start, total=total, desc=cfg.model, unit="step", mininterval=10)
     for i in bar:
-        window.append(trainer.step(i, data.sample(rng), rng, gen))
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
+            window.append(trainer.step(i, data.sample(rng), rng, gen))
         done = i + 1
         out_of_time = clock.out_of_time(cfg.model, done)
         if done % cfg.log_every == 0 or done == total or out_of_time:

@@ -78,7 +78,7 @@ def test_balance_rule_gives_the_losing_side_extra_updates():
     ir, vis = tiny_batch()
     never = Trainer(replace(CFG, d_max=99.0, g_max=99.0), None, "cpu").update(ir, vis, 4)
     assert never["extra_d"] == 0 and never["extra_g"] == 0
-    always = Trainer(replace(CFG, d_max=-1.0, g_max=-1.0, max_extra=3), None, "cpu").update(ir, vis, 4)
+    always = Trainer(replace(CFG, d_max=-1.0, g_max=-1.0, max_extra_d=3, max_extra_g=3), None, "cpu").update(ir, vis, 4)
     assert always["extra_d"] == 2 * 3 and always["extra_g"] == 3  # both D's and G, 3 extra each
     warm = Trainer(CFG, None, "cpu").update(ir, vis, 4, adversarial=False)  # warm-up: no D at all
     assert math.isnan(warm["loss_dv"]) and warm["adv_g"] == 0.0
@@ -97,3 +97,17 @@ def test_step_follows_the_schedule():
     adversarial = trainer.step(2, (ir, vis), rng, None)
     assert not math.isnan(adversarial["loss_dv"])
     assert [warm["ratio"], adversarial["ratio"]] == [1 if d < 0.5 else 4 for d in draws]
+
+
+def test_rmsprop_starts_like_tensorflow_1():
+    # mean square initialised at 1: the first update is ~lr * g, not torch's ~lr * sign(g) * 3.16
+    from train.ddcgan import tf_rmsprop
+
+    layer = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(layer.weight)  # the step is then the weight itself, exactly
+    opt = tf_rmsprop(layer, lr=0.002)
+    before = layer.weight.detach().clone()
+    layer.weight.grad = torch.full_like(layer.weight, 1e-3)
+    opt.step()
+    step = (before - layer.weight.detach()).item()
+    assert step == pytest.approx(0.002 * 1e-3 / math.sqrt(0.9 + 0.1 * 1e-6), rel=1e-3)
