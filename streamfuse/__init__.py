@@ -23,6 +23,10 @@ SAMPLE_DIR = PACKAGE_DIR / "data" / "sample"
 class StreamfuseError(Exception):
     """An error a user can act on; the CLI prints its message as one line and exits non-zero."""
 
+    def __str__(self) -> str:
+        # one line, whatever a file name, key or value quoted in it holds
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
+
 
 def read_yaml(path, what: str):
     """Parse a YAML file; a missing file or a syntax error is one StreamfuseError naming the file."""

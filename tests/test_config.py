@@ -132,3 +132,12 @@ def test_any_config_bytes_load_or_are_one_line(tmp_path, data):
     path = tmp_path / "gen.yaml"
     path.write_bytes(data)
     check_one_line_or_ok(lambda: make_config(path).validate())
+
+
+def test_a_newline_in_a_key_or_value_stays_on_one_line(tmp_path):
+    """Found by the property test above: an unknown key '\\n' gave a two-line error."""
+    with pytest.raises(StreamfuseError) as err:
+        make_config(write(tmp_path, '"\\n": 1\n'))
+    assert str(err.value).startswith(f"{tmp_path / 'run.yaml'}: unknown key '\\n'") and "\n" not in str(err.value)
+    with pytest.raises(StreamfuseError, match=r"mode 'fa\\nst'"):
+        RunConfig(ir="a", vis="b", output="o.mp4", mode="fa\nst").validate()
