@@ -7,6 +7,7 @@ Python API (imported on first use, so ``import streamfuse`` loads no inference r
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,16 @@ class StreamfuseError(Exception):
     def __str__(self) -> str:
         # one line, whatever a file name, key or value quoted in it holds
         return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
+
+
+def finite_number(value) -> bool:
+    """An int or float that is not NaN or infinite (bools and numeric strings are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def read_yaml(path, what: str):

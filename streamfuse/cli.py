@@ -1,7 +1,9 @@
 """Command line: ``python run.py <command>`` or ``streamfuse <command>``.
 
 Each command is a pair ``add_<name>(parser)`` / ``cmd_<name>(args) -> exit code``, listed in
-COMMANDS. Errors a user can act on (StreamfuseError) print as one line and exit 2.
+COMMANDS. Errors a user can act on (StreamfuseError, a usage mistake) print as one line and exit 2,
+checked before any work; a command over several items (pairs, sequences, measurements) does the
+rest when some fail, names them in one line and exits 1.
 """
 from __future__ import annotations
 

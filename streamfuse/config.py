@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from streamfuse import StreamfuseError, read_yaml
+from streamfuse import StreamfuseError, finite_number, read_yaml
 from streamfuse.models.registry import DEFAULT_MODEL
 
 MODES = ("auto", "lossless", "live")
@@ -129,16 +128,6 @@ def coerce(key: str, value, where: str):
     raise StreamfuseError(f"{where}: key '{key}' must be {_describe(tp)}, got {value!r}")
 
 
-def _number(value) -> bool:
-    """A finite int or float (NaN and infinity are not values any option can take)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
 def _check(tp, value) -> tuple[bool, typing.Any]:
     """(accepted, value converted) for one non-union type."""
     origin = typing.get_origin(tp) or tp
@@ -147,7 +136,7 @@ def _check(tp, value) -> tuple[bool, typing.Any]:
     if origin is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if origin is float:
-        return (True, float(value)) if _number(value) else (False, value)
+        return (True, float(value)) if finite_number(value) else (False, value)
     if origin is str:
         return isinstance(value, str), value
     if origin is dict:
@@ -155,7 +144,7 @@ def _check(tp, value) -> tuple[bool, typing.Any]:
     if origin is list and isinstance(value, (list, tuple)):
         if typing.get_args(tp) == (str,):
             return all(isinstance(v, str) for v in value), list(value)
-        return (True, [float(v) for v in value]) if all(_number(v) for v in value) else (False, value)
+        return (True, [float(v) for v in value]) if all(finite_number(v) for v in value) else (False, value)
     return False, value
 
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import yaml
 
-from streamfuse import StreamfuseError, read_yaml, __version__
+from streamfuse import StreamfuseError, finite_number, read_yaml, __version__
 
 log = logging.getLogger("streamfuse")
 
@@ -58,15 +58,6 @@ def _size(value, key: str, where: str) -> tuple[int, int]:
         raise StreamfuseError(f"{where}: key '{key}' must be [width, height] (two integers from 1 to {MAX_SIDE}), "
                               f"got {_short(value)}")
     return int(value[0]), int(value[1])
-
-
-def _finite_number(value) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False  # strings too: '1.5' in a matrix is a quoting mistake, not a number
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 def _short(value, limit: int = 80) -> str:
@@ -125,7 +116,7 @@ class Registration:
             raise StreamfuseError(f"{where}: missing key 'homography' (3x3 list, IR -> visible pixels)")
         rows = data["homography"]
         if not (isinstance(rows, list) and len(rows) == 3
-                and all(isinstance(r, list) and len(r) == 3 and all(map(_finite_number, r)) for r in rows)):
+                and all(isinstance(r, list) and len(r) == 3 and all(map(finite_number, r)) for r in rows)):
             raise StreamfuseError(f"{where}: key 'homography' must be a 3x3 list of finite numbers, "
                                   f"got {_short(rows)}")
         h = np.array(rows, dtype=np.float64)
@@ -152,7 +143,7 @@ class Registration:
         offset = data.get("time_offset_ms", 0.0)
         if offset is None:
             offset = 0.0
-        if not _finite_number(offset):
+        if not finite_number(offset):
             raise StreamfuseError(f"{where}: key 'time_offset_ms' must be a finite number (milliseconds), got {_short(offset)}")
         meta = data.get("metadata") or {}
         if not isinstance(meta, dict):
