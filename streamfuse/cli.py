@@ -311,14 +311,26 @@ def cmd_eval(args) -> int:
     if args.video:
         if not (args.ir and args.vis):
             raise StreamfuseError("--video needs --ir and --vis (the source videos or frame folders)")
-        results = {Path(v).stem: ev.score_video(v, args.ir, args.vis) for v in args.video}
+        results, failed = {}, []
+        for video in args.video:
+            try:
+                results[Path(video).stem] = ev.score_video(video, args.ir, args.vis)
+            except StreamfuseError as exc:
+                if len(args.video) == 1:
+                    raise
+                log.error("%s", exc)
+                failed.append(Path(video).stem)
+        if not results:
+            raise StreamfuseError(f"none of the {len(args.video)} video(s) could be scored (see above)")
         paths = ev.write_video_report(results, out)
+        outcome = (failed, len(args.video), "video")
     elif args.fused:
         if not (args.ir and args.vis):
             raise StreamfuseError("--fused needs --ir DIR and --vis DIR (the source images)")
         scores = ev.score_folders(args.ir, args.vis, args.fused, metrics)
         paths = ev.write_reports(scores, out, f"Fusion quality: {Path(args.ir).parent.name or args.ir}",
                                  ev.source_pairs(args.ir, args.vis), args.sheet_rows)
+        outcome = (scores.failed, scores.pairs, "pair")
     else:
         if not args.data:
             raise StreamfuseError("--models needs --data DIR (a folder with ir/ and vis/)")
@@ -326,11 +338,12 @@ def cmd_eval(args) -> int:
         scores = ev.fuse_and_score(args.models, args.data, out, metrics, args.threads, args.reuse_fused)
         paths = ev.write_reports(scores, out, f"Fusion quality: {', '.join(Path(d).name for d in args.data)}",
                                  pairs, args.sheet_rows)
+        outcome = (scores.failed, scores.pairs, "pair")
     print(paths["markdown"].read_text())
     if not args.video:
         print(ev.timing_line(scores))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0 if args.video else report_failures(scores.failed, scores.pairs, "pair")
+    return report_failures(*outcome)
 
 
 # ---------------------------------------------------------------- run (video pipeline)

@@ -201,7 +201,7 @@ def write_video(path, frames, fps=10):
         container.mux(stream.encode())
 
 
-def test_video_mode_scores_flicker_from_encoded_videos(tmp_path, caplog):
+def test_video_mode_scores_flicker_from_encoded_videos(tmp_path, caplog, capsys):
     ir = [np.roll(scene(1), 2 * t, axis=1) for t in range(8)]
     vis = [np.roll(scene(2), -t, axis=0) for t in range(8)]
     stable = [((i.astype(np.uint16) + v) // 2).astype(np.uint8) for i, v in zip(ir, vis)]
@@ -226,6 +226,13 @@ def test_video_mode_scores_flicker_from_encoded_videos(tmp_path, caplog):
     md = (out / "results.md").read_text()
     assert "| method | frames | Flicker ↓ | FlickerRatio ↓ | TSI ↓ |" in md
     assert "| stable | 8 |" in md and "| pumping | 8 |" in md
+
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")  # one bad video of two: the other is scored, exit 1
+    assert main(["eval", "--video", str(tmp_path / "broken.mp4"), "--video", str(tmp_path / "stable.mp4"),
+                 "--ir", str(tmp_path / "ir.mp4"), "--vis", str(tmp_path / "vis.mp4"), "--out", str(out)]) == 1
+    assert "broken.mp4: cannot open as a video" in caplog.text
+    assert "1 of 2 video(s) failed: broken (see above)" in capsys.readouterr().err
+    assert "| stable | 8 |" in (out / "results.md").read_text() and "broken" not in (out / "results.md").read_text()
 
 
 def test_video_mode_rejects_bad_sources(tmp_path):
