@@ -7,6 +7,7 @@ Python API (imported on first use, so ``import streamfuse`` loads no inference r
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,20 @@ SAMPLE_DIR = PACKAGE_DIR / "data" / "sample"
 class StreamfuseError(Exception):
     """An error a user can act on; the CLI prints its message as one line and exits non-zero."""
 
+    def __str__(self) -> str:
+        # one line, whatever a file name, key or value quoted in it holds
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
+
+
+def finite_number(value) -> bool:
+    """An int or float that is not NaN or infinite (bools and numeric strings are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
 
 def read_yaml(path, what: str):
     """Parse a YAML file; a missing file or a syntax error is one StreamfuseError naming the file."""
@@ -32,7 +47,14 @@ def read_yaml(path, what: str):
     if not path.is_file():
         raise StreamfuseError(f"{path}: {what} not found")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise StreamfuseError(f"{path}: cannot read the {what} ({reason})") from None
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise StreamfuseError(f"{path}: not valid YAML (nested too deeply)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""

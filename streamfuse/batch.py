@@ -26,6 +26,7 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -238,7 +239,9 @@ def read_manifest(path) -> list[Sequence]:
         try:
             offset = float(values["offset_ms"]) if "offset_ms" in values else None
         except ValueError:
-            raise StreamfuseError(f"{where}: offset_ms '{values['offset_ms']}' is not a number") from None
+            offset = math.nan
+        if offset is not None and not math.isfinite(offset):
+            raise StreamfuseError(f"{where}: offset_ms '{values['offset_ms']}' is not a finite number")
         seq = Sequence(name, _resolve(base, values["ir"]), _resolve(base, values["vis"]), "manifest",
                        _resolve(base, values["calib"]) if "calib" in values else None, offset, suffix)
         missing = [f"{getattr(seq, side)}: {side} source not found" for side in ("ir", "vis")

@@ -195,6 +195,9 @@ def run_bench(models=(DEFAULT_MODEL,), backends=ALL_BACKENDS, sizes=DEFAULT_SIZE
             raise StreamfuseError(f"unknown backend '{b}'; known: {', '.join(TARGETS)}")
     if frames < 2:
         raise StreamfuseError("--frames must be at least 2")
+    from streamfuse.io.images import check_folder_writable
+
+    check_folder_writable(Path(out).parent, f"--out {out}")  # before minutes of measuring
     rows = []
     doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine(), "frames": frames, "threads": threads, "clips": source_frames()[2], "rows": rows}

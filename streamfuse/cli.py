@@ -1,12 +1,15 @@
 """Command line: ``python run.py <command>`` or ``streamfuse <command>``.
 
 Each command is a pair ``add_<name>(parser)`` / ``cmd_<name>(args) -> exit code``, listed in
-COMMANDS. Errors a user can act on (StreamfuseError) print as one line and exit 2.
+COMMANDS. Errors a user can act on (StreamfuseError, a usage mistake) print as one line and exit 2,
+checked before any work; a command over several items (pairs, sequences, measurements) does the
+rest when some fail, names them in one line and exits 1.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -28,13 +31,37 @@ EPILOG = """examples:
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage mistake is one line too (argparse prints the whole usage before it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def number(text: str) -> float:
+    """A finite float option (argparse's float takes 'nan' and 'inf')."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number")
+    return value
+
+
+def precision_help() -> str:
+    from streamfuse.backends import precision_table
+
+    return f"fp32 | fp16 | int8 where the backend runs it ({precision_table()}; default fp32)"
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (see `models`; default {DEFAULT_MODEL})")
     p.add_argument("--variant", default=None, help="model variant (e.g. res2netfuse: l1 | mean)")
     p.add_argument("--strategy", choices=["l1", "mean"], default=None, help="Res2NetFuse fusion strategy (= --variant)")
     p.add_argument("--backend", default="auto", help="auto | onnxruntime | openvino | torch | tensorrt")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
-    p.add_argument("--precision", default="fp32", help="fp32 | fp16")
+    p.add_argument("--precision", default="fp32", help=precision_help())
     p.add_argument("--threads", type=int, default=None, help="intra-op threads for CPU backends (default 1)")
     p.add_argument("--onnx", default=None, help="run this ONNX graph (its metadata names the model) instead of the shipped one")
 
@@ -63,42 +90,53 @@ def add_fuse(p: argparse.ArgumentParser) -> None:
 def cmd_fuse(args) -> int:
     from tqdm import tqdm
 
-    from streamfuse.io.images import IMAGE_EXTS, read_pair, source_pairs, write_image
+    from streamfuse.io.images import IMAGE_EXTS, check_folder_writable, read_pair, source_pairs, write_image
+    from streamfuse.io.uri import warn_if_same_source
     from streamfuse.stage import make_stage
 
     agc = parse_agc(args.agc)
     ir, vis, out = Path(args.ir), Path(args.vis), Path(args.output)
     if ir.is_dir() != vis.is_dir():
         raise StreamfuseError(f"--ir {ir} and --vis {vis} must both be files or both be folders")
+    warn_if_same_source(args.ir, args.vis)
     if ir.is_dir():
         pairs = source_pairs(ir, vis)
         if out.suffix.lower() in IMAGE_EXTS:
             raise StreamfuseError(f"-o {out}: folder mode writes a folder, not an image file")
-        jobs = [(i, v, out / f"{stem}.png") for stem, i, v in pairs]
+        jobs = [(stem, i, v, out / f"{stem}.png") for stem, i, v in pairs]
     else:
         if out.suffix.lower() not in IMAGE_EXTS:
             out = out / f"{ir.stem}.png"
-        jobs = [(ir, vis, out)]
+        read_pair(ir, vis)  # a missing or undecodable pair fails here, before the model loads
+        jobs = [(ir.stem, ir, vis, out)]
+    check_folder_writable(out if ir.is_dir() else out.parent, f"-o {args.output}")
     fuser = fuser_from_args(args)
     stage = make_stage(fuser, agc=agc)
     t0 = time.perf_counter()
     failed = []
     bar = tqdm(jobs, unit="pair", disable=len(jobs) < 2, file=sys.stderr)
-    for i, v, o in bar:
+    for stem, i, v, o in bar:
         try:
             write_image(o, stage.process(*read_pair(i, v)).fused)
         except StreamfuseError as exc:
             if len(jobs) == 1:
                 raise
-            failed.append(str(exc))
+            failed.append(stem)
             log.error("%s", exc)
     dt = time.perf_counter() - t0
     done = len(jobs) - len(failed)
     print(f"fused {done} pair(s) with {fuser.spec.name}/{fuser.variant} on {fuser.backend} ({fuser.device}) "
           f"in {dt:.2f} s, {1000 * dt / max(done, 1):.1f} ms per pair -> {out}")
-    if failed:
-        print(f"{len(failed)} pair(s) failed (see above)", file=sys.stderr)
-    return 0 if done else 2
+    return report_failures(failed, len(jobs), "pair")
+
+
+def report_failures(failed: list[str], total: int, what: str) -> int:
+    """The exit code of a command over several items: one line naming the failed ones, and 1, if any failed."""
+    if not failed:
+        return 0
+    names = ", ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+    print(f"{len(failed)} of {total} {what}(s) failed: {names} (see above)", file=sys.stderr)
+    return 1
 
 
 def parse_agc(text: str) -> tuple[float, float]:
@@ -261,6 +299,7 @@ writes results.md, results.csv, per_image.csv and contact_sheet.png to --out"""
 def cmd_eval(args) -> int:
     from streamfuse.evaluation import runner as ev
     from streamfuse.evaluation.metrics import check_metric_names
+    from streamfuse.io.images import check_folder_writable
 
     modes = [name for name, on in (("--fused", args.fused), ("--models", args.models), ("--video", args.video)) if on]
     if len(modes) != 1:
@@ -268,17 +307,30 @@ def cmd_eval(args) -> int:
                               + (f"; got {' and '.join(modes)}" if modes else ""))
     metrics = check_metric_names(args.metrics.split(",")) if args.metrics else None
     out = Path(args.out)
+    check_folder_writable(out, f"--out {out}")
     if args.video:
         if not (args.ir and args.vis):
             raise StreamfuseError("--video needs --ir and --vis (the source videos or frame folders)")
-        results = {Path(v).stem: ev.score_video(v, args.ir, args.vis) for v in args.video}
+        results, failed = {}, []
+        for video in args.video:
+            try:
+                results[Path(video).stem] = ev.score_video(video, args.ir, args.vis)
+            except StreamfuseError as exc:
+                if len(args.video) == 1:
+                    raise
+                log.error("%s", exc)
+                failed.append(Path(video).stem)
+        if not results:
+            raise StreamfuseError(f"none of the {len(args.video)} video(s) could be scored (see above)")
         paths = ev.write_video_report(results, out)
+        outcome = (failed, len(args.video), "video")
     elif args.fused:
         if not (args.ir and args.vis):
             raise StreamfuseError("--fused needs --ir DIR and --vis DIR (the source images)")
         scores = ev.score_folders(args.ir, args.vis, args.fused, metrics)
         paths = ev.write_reports(scores, out, f"Fusion quality: {Path(args.ir).parent.name or args.ir}",
                                  ev.source_pairs(args.ir, args.vis), args.sheet_rows)
+        outcome = (scores.failed, scores.pairs, "pair")
     else:
         if not args.data:
             raise StreamfuseError("--models needs --data DIR (a folder with ir/ and vis/)")
@@ -286,11 +338,12 @@ def cmd_eval(args) -> int:
         scores = ev.fuse_and_score(args.models, args.data, out, metrics, args.threads, args.reuse_fused)
         paths = ev.write_reports(scores, out, f"Fusion quality: {', '.join(Path(d).name for d in args.data)}",
                                  pairs, args.sheet_rows)
+        outcome = (scores.failed, scores.pairs, "pair")
     print(paths["markdown"].read_text())
     if not args.video:
         print(ev.timing_line(scores))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0
+    return report_failures(*outcome)
 
 
 # ---------------------------------------------------------------- run (video pipeline)
@@ -300,7 +353,7 @@ def add_pipeline_model_options(p: argparse.ArgumentParser, threads_help: str) ->
     p.add_argument("--variant", help="model variant (res2netfuse: l1 | mean)")
     p.add_argument("--backend", help="auto | onnxruntime | openvino | torch | tensorrt (default auto)")
     p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--precision", help="fp32 | fp16")
+    p.add_argument("--precision", help=precision_help())
     p.add_argument("--threads", type=int, help=threads_help)
     p.add_argument("--onnx", dest="onnx_path", help="run this ONNX graph instead of the shipped one")
 
@@ -319,9 +372,9 @@ def add_run(p: argparse.ArgumentParser) -> None:
     add_pipeline_model_options(p, threads_help="intra-op threads of CPU backends (default 1)")
     p.add_argument("--mode", choices=["auto", "lossless", "live"],
                    help="lossless: every matched pair (files); live: newest frames, bounded latency (default auto)")
-    p.add_argument("--offset-ms", type=float, help="added to IR timestamps (IR pts + offset = visible pts)")
-    p.add_argument("--tolerance-ms", type=float, help="pairing tolerance (default half the slower frame period)")
-    p.add_argument("--max-wait-ms", type=float, help="live: longest wait for a partner frame (default 200)")
+    p.add_argument("--offset-ms", type=number, help="added to IR timestamps (IR pts + offset = visible pts)")
+    p.add_argument("--tolerance-ms", type=number, help="pairing tolerance (default half the slower frame period)")
+    p.add_argument("--max-wait-ms", type=number, help="live: longest wait for a partner frame (default 200)")
     p.add_argument("--mosaic", action="store_true", default=None, help="write IR | visible | fused side by side")
     p.add_argument("--overlay", action="store_true", default=None,
                    help="draw the registered IR's edges in magenta over the output, to check the calibration")
@@ -330,19 +383,21 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-size", type=int, help="frames held between stages (default 4)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar on a terminal (the status is logged every --status-every seconds instead)")
-    p.add_argument("--status-every", type=float, metavar="SECONDS",
+    p.add_argument("--status-every", type=number, metavar="SECONDS",
                    help="when stderr is not a terminal: log fps, latency, drops and reconnects every SECONDS "
                         "(default 10; 0: never)")
 
 
 def cmd_run(args) -> int:
     from streamfuse.config import FIELDS, make_config
+    from streamfuse.io.uri import warn_if_same_source
     from streamfuse.pipeline import Pipeline, stop_on_signals
 
     overrides = {key: getattr(args, key) for key in FIELDS if hasattr(args, key)}
     if overrides.get("agc") is not None:
         overrides["agc"] = list(parse_agc(overrides["agc"]))
     config = make_config(args.config, **overrides).validate()
+    warn_if_same_source(config.ir, config.vis)
     pipeline = Pipeline(config)
     with stop_on_signals(pipeline.stop):
         try:
@@ -352,10 +407,17 @@ def cmd_run(args) -> int:
                 print(pipeline.stats.summary())
             raise
     fuser = pipeline.fuser
-    print(f"wrote {stats.written} fused frame(s) to {stats.output} "
-          f"({fuser.spec.name}/{fuser.variant} on {fuser.backend}, {stats.mode})")
+    if stats.written:
+        print(f"wrote {stats.written} fused frame(s) to {stats.output} "
+              f"({fuser.spec.name}/{fuser.variant} on {fuser.backend}, {stats.mode})")
+    elif stats.stopped_by == "interrupted":  # e.g. Ctrl-C while the model loaded: no file was made
+        print(f"interrupted before the first fused frame; nothing written to {stats.output}")
+    else:
+        print(f"no frame was fused, nothing written to {stats.output}; stopped by: {stats.stopped_by}")
     print(stats.summary())
-    return 130 if stats.stopped_by == "interrupted" else 0
+    if stats.stopped_by == "interrupted":
+        return 130
+    return 0 if stats.written else 1
 
 
 # ---------------------------------------------------------------- batch (datasets)
@@ -377,13 +439,13 @@ run the same command again after a stop: complete sequences are skipped, the res
                    help="run each sequence as a Ray task on ADDRESS (default RAY_ADDRESS, else a local Ray)")
     p.add_argument("--images", action="store_true", help="write frame folders named like the visible frames, not MP4s")
     p.add_argument("--force", action="store_true", help="redo sequences that are already complete")
-    p.add_argument("--fps", type=float, default=30.0, help="frame rate of frame-folder sequences (default 30; KAIST 20)")
+    p.add_argument("--fps", type=number, default=30.0, help="frame rate of frame-folder sequences (default 30; KAIST 20)")
     p.add_argument("--dry-run", action="store_true", help="list the sequences found and stop")
     p.add_argument("--config", help="YAML file with run options (model, backend, output_options, ...)")
     p.add_argument("--calib", help="calibration YAML for sequences without their own calibration.yaml")
     add_pipeline_model_options(p, threads_help="intra-op threads per worker (default 1)")
-    p.add_argument("--offset-ms", type=float, help="added to IR timestamps where the sequence sets none")
-    p.add_argument("--tolerance-ms", type=float, help="pairing tolerance (default half the slower frame period)")
+    p.add_argument("--offset-ms", type=number, help="added to IR timestamps where the sequence sets none")
+    p.add_argument("--tolerance-ms", type=number, help="pairing tolerance (default half the slower frame period)")
     p.add_argument("--mosaic", action="store_true", default=None, help="write IR | visible | fused side by side")
     p.add_argument("--agc", help="percentiles for 16-bit IR auto gain (default 1,99)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -392,6 +454,7 @@ run the same command again after a stop: complete sequences are skipped, the res
 def cmd_batch(args) -> int:
     from streamfuse import batch
     from streamfuse.config import FIELDS, make_config
+    from streamfuse.io.images import check_folder_writable
     from streamfuse.models import get_model
 
     overrides = {key: getattr(args, key) for key in FIELDS
@@ -402,6 +465,8 @@ def cmd_batch(args) -> int:
         raise StreamfuseError(f"--workers must be >= 1, got {args.workers}")
     config = make_config(args.config, **overrides)
     get_model(config.model).check_variant(config.variant)  # a typo fails here, not in every worker
+    if not args.dry_run:
+        check_folder_writable(args.output, f"-o {args.output}")
     sequences = batch.find_sequences(args.root, args.layout)
     print(batch.describe(sequences), flush=True)
     if args.dry_run:
@@ -415,7 +480,7 @@ def cmd_batch(args) -> int:
     results = batch.run_batch(sequences, settings, workers=args.workers, use_ray=args.ray is not None,
                               ray_address=args.ray or None, show_progress=args.progress)
     print(f"batch: {batch.totals(results, time.perf_counter() - t0)}; summary in {Path(args.output) / 'summary.md'}")
-    return 1 if any(r["status"] == "failed" for r in results) else 0
+    return report_failures([r["sequence"] for r in results if r["status"] == "failed"], len(results), "sequence")
 
 
 # ---------------------------------------------------------------- bench
@@ -448,18 +513,19 @@ def cmd_bench(args) -> int:
         else:
             print(f"{r['model']:12s} {r['backend']:12s} {r['size']:10s} {r['status']}")
     print(f"wrote {out}.md and {out}.json")
-    return 0
+    failed = [f"{r['model']}/{r['backend']}/{r['size']}" for r in doc["rows"] if r["status"].startswith("could not")]
+    return report_failures(failed, len(doc["rows"]), "measurement")
 
 
 # ---------------------------------------------------------------- soak
 def add_soak(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--minutes", type=float, default=10.0, help="length of the live run (default 10)")
-    p.add_argument("--restart-every", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--minutes", type=number, default=10.0, help="length of the live run (default 10)")
+    p.add_argument("--restart-every", type=number, default=60.0, metavar="SECONDS",
                    help="kill and restart the RTSP server this often (default 60)")
     p.add_argument("--size", default="640x512", help="clip size WxH (default 640x512)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
     p.add_argument("--backend", default="auto", help="backend (default auto)")
-    p.add_argument("--status-every", type=float, default=10.0, metavar="SECONDS", help="status log line period (default 10)")
+    p.add_argument("--status-every", type=number, default=10.0, metavar="SECONDS", help="status log line period (default 10)")
     p.add_argument("--out", default="out/soak", help="folder for the clips, fused.mp4, soak.json and soak.md (default out/soak)")
 
 
@@ -501,15 +567,15 @@ def add_calibrate(p: argparse.ArgumentParser) -> None:
                    "the time offset of an existing -o file)")
     p.add_argument("--frames", type=int, help="frame pairs used (default: auto 3, checkerboard 10)")
     p.add_argument("--max-frames", type=int, default=300, help="frames read per stream (the --sync window; default 300)")
-    p.add_argument("--fps", type=float, help="frame rate of image-sequence inputs (default 30)")
-    p.add_argument("--fov-ratio", type=float, default=1.0,
+    p.add_argument("--fps", type=number, help="frame rate of image-sequence inputs (default 30)")
+    p.add_argument("--fov-ratio", type=number, default=1.0,
                    help="--auto: IR horizontal field of view / visible (default 1; searched 0.72-1.4x around it)")
     p.add_argument("--model", choices=["similarity", "affine", "homography"], default="affine",
                    help="--auto: the transform fitted (default affine)")
     p.add_argument("--output-size", metavar="WxH", help="fused frame size (default: the visible / crop size)")
     p.add_argument("--crop", metavar="X,Y,W,H", help="crop of the visible frame to fuse")
     p.add_argument("--overlay", metavar="PNG", help="alignment picture (default <output>_overlay.png; '' for none)")
-    p.add_argument("--max-offset-s", type=float, help="--sync: largest offset searched (default: the clip length)")
+    p.add_argument("--max-offset-s", type=number, help="--sync: largest offset searched (default: the clip length)")
 
 
 def _ints(text: str, sep: str, count: int, name: str, shape: str) -> tuple[int, ...]:
@@ -544,7 +610,7 @@ def add_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("uri", help="video file, image folder/glob, images://dir?fps=N, rtsp://..., /dev/videoN, v4l2://...")
     p.add_argument("--kind", choices=["ir", "vis"], default="vis", help="read as IR (gray) or visible (BGR)")
     p.add_argument("--frames", type=int, default=30, help="frames to read (default 30)")
-    p.add_argument("--seconds", type=float, default=10.0, help="longest time to read (default 10)")
+    p.add_argument("--seconds", type=number, default=10.0, help="longest time to read (default 10)")
     p.add_argument("-O", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="source option, repeatable: transport=udp, read_timeout=3, size=640x512, pixel_format=y16, fps=9")
 
@@ -585,7 +651,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamfuse", description="Infrared + visible image and video fusion.",
+    parser = Parser(prog="streamfuse", description="Infrared + visible image and video fusion.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="command")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from streamfuse import StreamfuseError, read_yaml
+from streamfuse import StreamfuseError, finite_number, read_yaml
 from streamfuse.models.registry import DEFAULT_MODEL
 
 MODES = ("auto", "lossless", "live")
@@ -77,6 +77,9 @@ class RunConfig:
         if self.token is not None and not any(uri.lower().startswith("http://") for uri in self.outputs):
             raise StreamfuseError("'token' (--token) is for a browser view output, and there is none "
                                   "(add e.g. -o http://0.0.0.0:8090)")
+        from streamfuse.backends import check_precision
+
+        check_precision(self.precision, self.backend)
         if self.mode not in MODES:
             raise StreamfuseError(f"mode '{self.mode}': expected one of {', '.join(MODES)}")
         if len(self.agc) != 2 or not 0 <= self.agc[0] < self.agc[1] <= 100:
@@ -105,8 +108,8 @@ def _describe(tp) -> str:
         return " or ".join(names) + (" or null" if type(None) in typing.get_args(tp) else "")
     origin = typing.get_origin(tp) or tp
     if origin is list:
-        return "a list of strings" if typing.get_args(tp) == (str,) else "a list of numbers"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+        return "a list of strings" if typing.get_args(tp) == (str,) else "a list of finite numbers"
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string",
             dict: "a mapping"}.get(origin, str(tp))
 
 
@@ -126,10 +129,6 @@ def coerce(key: str, value, where: str):
     raise StreamfuseError(f"{where}: key '{key}' must be {_describe(tp)}, got {value!r}")
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _check(tp, value) -> tuple[bool, typing.Any]:
     """(accepted, value converted) for one non-union type."""
     origin = typing.get_origin(tp) or tp
@@ -138,7 +137,7 @@ def _check(tp, value) -> tuple[bool, typing.Any]:
     if origin is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if origin is float:
-        return (True, float(value)) if _number(value) else (False, value)
+        return (True, float(value)) if finite_number(value) else (False, value)
     if origin is str:
         return isinstance(value, str), value
     if origin is dict:
@@ -146,7 +145,7 @@ def _check(tp, value) -> tuple[bool, typing.Any]:
     if origin is list and isinstance(value, (list, tuple)):
         if typing.get_args(tp) == (str,):
             return all(isinstance(v, str) for v in value), list(value)
-        return (True, [float(v) for v in value]) if all(_number(v) for v in value) else (False, value)
+        return (True, [float(v) for v in value]) if all(finite_number(v) for v in value) else (False, value)
     return False, value
 
 

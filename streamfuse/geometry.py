@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,11 @@ import cv2
 import numpy as np
 import yaml
 
-from streamfuse import StreamfuseError, read_yaml, __version__
+from streamfuse import StreamfuseError, finite_number, read_yaml, __version__
 
+log = logging.getLogger("streamfuse")
+
+MIN_COVERAGE = 0.5  # a registration whose IR covers less of the output frame is most likely wrong (warned)
 KEYS = ("homography", "ir_size", "vis_size", "output_size", "crop", "time_offset_ms", "metadata")
 IDENTITY = np.eye(3)
 
@@ -44,12 +48,21 @@ def apply_homography(h: np.ndarray, pts) -> np.ndarray:
     return q[:, :2] / q[:, 2:3]
 
 
+MAX_SIDE = 1 << 16  # no camera or output frame is wider or taller
+
+
 def _size(value, key: str, where: str) -> tuple[int, int]:
     ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in value)
     if not ok:
-        raise StreamfuseError(f"{where}: key '{key}' must be [width, height] (two positive integers), got {value!r}")
+        raise StreamfuseError(f"{where}: key '{key}' must be [width, height] (two integers from 1 to {MAX_SIDE}), "
+                              f"got {_short(value)}")
     return int(value[0]), int(value[1])
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _is_identity(h: np.ndarray) -> bool:
@@ -90,8 +103,10 @@ class Registration:
 
     @classmethod
     def from_dict(cls, data, where: str = "calibration") -> "Registration":
+        if data is None:
+            raise StreamfuseError(f"{where}: empty calibration file (expected the keys {', '.join(KEYS)})")
         if not isinstance(data, dict):
-            raise StreamfuseError(f"{where}: expected a mapping of keys ({', '.join(KEYS)})")
+            raise StreamfuseError(f"{where}: expected a mapping of keys ({', '.join(KEYS)}), got {type(data).__name__}")
         for key in data:
             if key not in KEYS:
                 close = difflib.get_close_matches(str(key), KEYS, n=1)
@@ -99,12 +114,12 @@ class Registration:
                 raise StreamfuseError(f"{where}: unknown key '{key}'{hint}")
         if "homography" not in data:
             raise StreamfuseError(f"{where}: missing key 'homography' (3x3 list, IR -> visible pixels)")
-        try:
-            h = np.array(data["homography"], dtype=np.float64)
-        except (TypeError, ValueError):
-            h = None
-        if h is None or h.shape != (3, 3) or not np.isfinite(h).all():
-            raise StreamfuseError(f"{where}: key 'homography' must be a 3x3 list of numbers")
+        rows = data["homography"]
+        if not (isinstance(rows, list) and len(rows) == 3
+                and all(isinstance(r, list) and len(r) == 3 and all(map(finite_number, r)) for r in rows)):
+            raise StreamfuseError(f"{where}: key 'homography' must be a 3x3 list of finite numbers, "
+                                  f"got {_short(rows)}")
+        h = np.array(rows, dtype=np.float64)
         if abs(h[2, 2]) < 1e-12 or abs(np.linalg.det(h / h[2, 2])) < 1e-9 or np.linalg.cond(h) > 1e12:
             raise StreamfuseError(f"{where}: key 'homography' is not invertible (determinant ~ 0)")
         h = h / h[2, 2]
@@ -120,7 +135,7 @@ class Registration:
             ok = isinstance(crop, (list, tuple)) and len(crop) == 4 and all(
                 isinstance(v, int) and not isinstance(v, bool) for v in crop)
             if not ok or crop[0] < 0 or crop[1] < 0 or crop[2] <= 0 or crop[3] <= 0:
-                raise StreamfuseError(f"{where}: key 'crop' must be [x, y, width, height] in visible pixels, got {crop!r}")
+                raise StreamfuseError(f"{where}: key 'crop' must be [x, y, width, height] in visible pixels, got {_short(crop)}")
             vs = sizes["vis_size"]
             if vs is not None and (crop[0] + crop[2] > vs[0] or crop[1] + crop[3] > vs[1]):
                 raise StreamfuseError(f"{where}: key 'crop' {list(crop)} reaches outside vis_size {list(vs)}")
@@ -128,12 +143,18 @@ class Registration:
         offset = data.get("time_offset_ms", 0.0)
         if offset is None:
             offset = 0.0
-        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
-            raise StreamfuseError(f"{where}: key 'time_offset_ms' must be a number (milliseconds), got {offset!r}")
+        if not finite_number(offset):
+            raise StreamfuseError(f"{where}: key 'time_offset_ms' must be a finite number (milliseconds), got {_short(offset)}")
         meta = data.get("metadata") or {}
         if not isinstance(meta, dict):
             raise StreamfuseError(f"{where}: key 'metadata' must be a mapping")
-        return cls(h, sizes["ir_size"], sizes["vis_size"], sizes["output_size"], crop, float(offset), meta, where)
+        reg = cls(h, sizes["ir_size"], sizes["vis_size"], sizes["output_size"], crop, float(offset), meta, where)
+        if reg.ir_size is not None:
+            covered = reg.ir_coverage(reg.ir_size, reg.vis_size)
+            if covered < MIN_COVERAGE:
+                log.warning("%s: the IR image covers only %.0f%% of the output frame (the homography maps most of it "
+                            "outside the visible frame; check the calibration)", where, 100 * covered)
+        return reg
 
     def to_dict(self) -> dict:
         def size(v):
@@ -184,6 +205,17 @@ class Registration:
         """IR pixel -> output pixel."""
         h = self.homography if self.ir_size is not None else scale_matrix(ir_wh, vis_wh)
         return self.vis_matrix(vis_wh) @ h
+
+    def ir_coverage(self, ir_wh, vis_wh, samples: int = 64) -> float:
+        """Fraction (0..1) of the output frame the IR image lands on, from a samples x samples grid."""
+        out_w, out_h = self.output_wh(vis_wh)
+        xs, ys = np.meshgrid(np.linspace(0, out_w - 1, samples), np.linspace(0, out_h - 1, samples))
+        p = np.linalg.inv(self.ir_matrix(ir_wh, vis_wh)) @ np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x, y = p[0] / p[2], p[1] / p[2]
+        # p[2] > 0: in front of the IR camera (a point behind it would map to a mirrored spot)
+        inside = (p[2] > 0) & (x >= -0.5) & (x <= ir_wh[0] - 0.5) & (y >= -0.5) & (y <= ir_wh[1] - 0.5)
+        return float(inside.mean())
 
     def check_sizes(self, ir_wh, vis_wh) -> None:
         if self.ir_size is None:

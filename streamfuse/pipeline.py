@@ -171,7 +171,7 @@ class Pipeline:
         from streamfuse.io.fanout import Fanout, open_outputs
         from streamfuse.io.reader import ReaderThread
         from streamfuse.io.sinks import check_writable
-        from streamfuse.io.sources import open_source
+        from streamfuse.io.sources import check_source, open_source
         from streamfuse.io.uri import parse_source
         from streamfuse.stage import make_stage
 
@@ -179,6 +179,8 @@ class Pipeline:
         output_options = {**cfg.output_options, **({"token": cfg.token} if cfg.token else {})}
         for uri in cfg.outputs:
             check_writable(uri, output_options)  # fail before any decoding or model loading
+        for s, uri, options in (("ir", cfg.ir, cfg.ir_options), ("vis", cfg.vis, cfg.vis_options)):
+            check_source(uri, **{"kind": s, **options})
         self.registration = Registration.from_file(cfg.calib) if cfg.calib else Registration.identity()
         if self.fuser is None:
             extra = {}

@@ -79,9 +79,9 @@ def test_unpaired_stems_are_listed_and_the_rest_fused(pairs, tmp_path, caplog):
 def test_corrupt_image_names_the_file_and_others_still_fused(pairs, tmp_path, caplog, capsys):
     ir, vis = pair_dir(tmp_path, pairs, {"m3svd_0000": ("ir", "vis"), "kaist": ("ir", "vis")})
     (ir / "kaist.png").write_bytes(b"\x89PNG this is not a PNG")
-    assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "o")]) == 0
+    assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "-o", str(tmp_path / "o")]) == 1
     assert "kaist.png: cannot decode as an IR image" in caplog.text
-    assert "1 pair(s) failed" in capsys.readouterr().err
+    assert "1 of 2 pair(s) failed: kaist" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["m3svd_0000.png"]  # no half-written file
 
 
@@ -140,3 +140,147 @@ def test_fuse_and_run_take_any_graph_by_its_metadata(tmp_path, capsys):
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "wrote 2 fused frame(s)" in out and "(ddcgan/x4 on onnxruntime" in out
+
+
+def one_error_line(r) -> str:
+    """The only line on stderr of a refused command: it starts with 'error:' (no traceback, no usage)."""
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+def test_fuse_folder_with_a_bad_pair_fuses_the_rest_names_it_and_exits_1(pairs, tmp_path):
+    (pairs / "vis" / "m3svd_0005.png").write_bytes(b"\x89PNG truncated")
+    r = run_cli("fuse", "--ir", pairs / "ir", "--vis", pairs / "vis", "-o", tmp_path / "out", "--model", "max")
+    assert r.returncode == 1, r.stderr
+    assert "fused 3 pair(s)" in r.stdout
+    assert "1 of 4 pair(s) failed: m3svd_0005 (see above)" in r.stderr.splitlines()
+    assert "m3svd_0005.png: cannot decode as a visible image" in r.stderr  # the reason, with its article right
+    assert sorted(p.stem for p in (tmp_path / "out").iterdir()) == ["kaist", "m3svd_0000", "m3svd_0010"]
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--precision", "fp8"], "precision 'fp8': expected one of fp32, fp16, int8"),
+    (["--precision", "int8"], "precision 'int8': no backend, not int8"),
+    (["--precision", "fp16", "--backend", "onnxruntime"], "precision 'fp16': backend 'onnxruntime' runs fp32, not fp16"),
+    (["--agc", "nan,99"], "--agc 'nan,99': expected 0 <= low < high <= 100"),
+    (["-o", "{blocker}/sub/out.png"], "-o {blocker}/sub/out.png: cannot write to folder"),
+    (["-o", "{blocker}/sub"], "-o {blocker}/sub: cannot write to folder"),
+])
+def test_fuse_refuses_bad_options_and_outputs_in_one_line_before_the_model_loads(pairs, tmp_path, args, expect):
+    """One line and no "INFO: backend auto -> ..." line: nothing was loaded."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file where a folder should be")
+    args = [a.format(blocker=blocker) for a in args]
+    out = [] if "-o" in args else ["-o", tmp_path / "out.png"]
+    r = run_cli("fuse", "--ir", pairs / "ir/kaist.png", "--vis", pairs / "vis/kaist.png", *out, *args)
+    assert r.returncode == 2
+    assert expect.format(blocker=blocker) in one_error_line(r)
+    assert not (tmp_path / "out.png").exists() and blocker.read_text().startswith("a file")
+
+
+RUN = "run --ir {ir} --vis {vis} --model max"
+CALIBRATE = "calibrate --ir {ir} --vis {vis} --auto"
+
+
+@pytest.mark.parametrize("command, expect", [
+    (RUN + " -o {tmp}/f.mp4 --offset-ms nan", "argument --offset-ms: 'nan' is not a finite number"),
+    (RUN + " -o {tmp}/f.mp4 --tolerance-ms inf", "argument --tolerance-ms: 'inf' is not a finite number"),
+    (RUN + " -o {tmp}/f.mp4 --max-wait-ms=-inf", "argument --max-wait-ms: '-inf' is not a finite number"),
+    ("batch {tmp} -o {tmp}/out --fps nan", "argument --fps: 'nan' is not a finite number"),
+    (CALIBRATE + " -o {tmp}/rig.yaml --fov-ratio inf", "argument --fov-ratio: 'inf' is not a finite number"),
+    (RUN + " -o {tmp}/f.mp4 --precision fp8", "precision 'fp8': expected one of fp32, fp16, int8"),
+    (RUN + " -o {existing}", "{existing}: is an existing folder; to write one image per frame into it, say images://{existing}"),
+    ("run --ir {ir} --vis {tmp}/missing.mp4 -o {tmp}/f.mp4", "{tmp}/missing.mp4: no such video file"),
+    (RUN + " -o {blocker}/f.mp4", "{blocker}/f.mp4: cannot write to folder"),
+    ("eval --fused {tmp} --ir {tmp} --vis {tmp} --out {blocker}/report", "--out {blocker}/report: cannot write to folder"),
+    ("bench --models max --backends onnxruntime --sizes 64x64 --frames 2 --out {blocker}/bench",
+     "--out {blocker}/bench: cannot write to folder"),
+    (CALIBRATE + " -o {blocker}/rig.yaml", "-o {blocker}/rig.yaml: cannot write to folder"),
+    (CALIBRATE + " -o {tmp}/rig.yaml --overlay {blocker}/o.png", "--overlay {blocker}/o.png: cannot write to folder"),
+    ("batch {tmp} -o {blocker}/out", "-o {blocker}/out: cannot write to folder"),
+])
+def test_every_command_refuses_bad_numbers_and_unwritable_outputs_in_one_line(tmp_path, command, expect):
+    """Before any work: one line, exit 2, nothing written anywhere (the model never loads: no INFO line)."""
+    from streamfuse import SAMPLE_DIR
+
+    names = {"ir": SAMPLE_DIR / "ir.mp4", "vis": SAMPLE_DIR / "vis.mp4", "tmp": tmp_path,
+             "blocker": tmp_path / "file.txt", "existing": tmp_path / "frames"}
+    names["blocker"].write_text("x")
+    names["existing"].mkdir()
+    (names["existing"] / "keep.txt").write_text("mine")
+    before = sorted(tmp_path.rglob("*"))
+    r = run_cli(*[word.format(**names) for word in command.split()])
+    assert r.returncode == 2
+    assert expect.format(**names) in one_error_line(r)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, no folder made
+
+
+def test_ctrl_c_while_the_model_loads_says_nothing_was_written(tmp_path, monkeypatch, capsys):
+    """A real SIGINT, raised while load_fuser runs (where a user's Ctrl-C lands in the first seconds)."""
+    import os
+    import signal
+
+    import streamfuse.backends
+    from streamfuse import SAMPLE_DIR
+
+    real_load = streamfuse.backends.load_fuser
+
+    def load_then_ctrl_c(*args, **kwargs):
+        fuser = real_load(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return fuser
+
+    monkeypatch.setattr(streamfuse.backends, "load_fuser", load_then_ctrl_c)
+    out = tmp_path / "fused.mp4"
+    code = main(["run", "--ir", str(SAMPLE_DIR / "ir.mp4"), "--vis", str(SAMPLE_DIR / "vis.mp4"), "-o", str(out),
+                 "--model", "max", "--backend", "onnxruntime", "--no-progress"])  # (auto calls load_fuser again)
+    printed, err = capsys.readouterr()
+    assert code == 130, err
+    assert f"interrupted before the first fused frame; nothing written to {out}" in printed, err
+    assert "wrote 0" not in printed and not out.exists()
+
+
+def test_a_run_that_fuses_nothing_says_so_and_exits_1(tmp_path):
+    from streamfuse import SAMPLE_DIR
+
+    out = tmp_path / "fused.mp4"  # an offset of an hour: no IR frame has a visible partner
+    r = run_cli("run", "--ir", SAMPLE_DIR / "ir.mp4", "--vis", SAMPLE_DIR / "vis.mp4", "-o", out, "--model", "max",
+                "--offset-ms", "3600000", "--no-progress")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"no frame was fused, nothing written to {out}; stopped by: " in r.stdout
+    assert not out.exists()
+
+
+def test_same_file_as_ir_and_visible_is_a_warning(pairs, tmp_path, caplog):
+    ir = pairs / "ir" / "kaist.png"
+    assert main(["fuse", "--ir", str(ir), "--vis", f"{pairs}/vis/../ir/kaist.png", "-o", str(tmp_path / "f.png"),
+                 "--model", "max"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"--ir and --vis are the same source ({ir}): the output is that input fused with itself"]
+
+
+def test_eval_with_a_bad_pair_scores_the_rest_and_exits_1(pairs, tmp_path):
+    fused = tmp_path / "max"
+    fused.mkdir()
+    for p in (pairs / "vis").iterdir():
+        shutil.copy(p, fused / p.name)  # any 8-bit image of the right size scores
+    (pairs / "ir" / "m3svd_0010.png").write_bytes(b"not an image")
+    r = run_cli("eval", "--ir", pairs / "ir", "--vis", pairs / "vis", "--fused", fused, "--metrics", "EN,SD",
+                "--out", tmp_path / "report")
+    assert r.returncode == 1, r.stderr
+    assert "1 of 4 pair(s) failed: m3svd_0010 (see above)" in r.stderr.splitlines()
+    assert "m3svd_0010.png: cannot decode as an IR image" in r.stderr
+    rows = (tmp_path / "report" / "per_image.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 and not any("m3svd_0010" in row for row in rows)
+
+
+def test_bench_with_a_measurement_that_could_not_load_exits_1(tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not a graph")
+    r = run_cli("bench", "--models", "max", "--backends", "onnxruntime", "--sizes", "64x64", "--frames", "2",
+                "--onnx", bad, "--out", tmp_path / "bench")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "1 of 1 measurement(s) failed: max/onnxruntime/64x64 (see above)" in r.stderr.splitlines()
+    assert (tmp_path / "bench.md").is_file()

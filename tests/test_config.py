@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streamfuse import StreamfuseError
 from streamfuse.cli import main
@@ -90,3 +93,58 @@ def test_status_every_must_be_a_number_of_seconds(value):
     with pytest.raises(StreamfuseError, match=r"^'status_every' must be >= 0, got "):
         RunConfig(ir="ir.mp4", vis="vis.mp4", output="out.mp4", status_every=value).validate()
     assert RunConfig(ir="ir.mp4", vis="vis.mp4", output="out.mp4", status_every=0).validate().status_every == 0
+
+
+def test_nan_and_infinity_are_refused_naming_the_key(tmp_path):
+    for text in ("offset_ms: .nan\n", "tolerance_ms: .inf\n", "max_wait_ms: -.inf\n", "agc: [1, .nan]\n"):
+        key = text.split(":")[0]
+        with pytest.raises(StreamfuseError, match=rf"run.yaml: key '{key}' must be .*finite number"):
+            make_config(write(tmp_path, text))
+
+
+def test_precision_is_checked_with_the_config(tmp_path):
+    with pytest.raises(StreamfuseError, match="precision 'fp8': expected one of fp32, fp16, int8"):
+        RunConfig(ir="a", vis="b", output="o.mp4", precision="fp8").validate()
+    with pytest.raises(StreamfuseError, match="precision 'fp16': backend 'onnxruntime' runs fp32, not fp16"):
+        make_config(write(tmp_path, "ir: a\nvis: b\noutput: o.mp4\nbackend: onnxruntime\nprecision: fp16\n")).validate()
+
+
+# ---------------------------------------------------------------- property-based: any bad file is one line
+SCALARS = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+           | st.sampled_from(["fp16", "live", "out.mp4", "images://x", "", "1,99"]))
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                      max_leaves=8)
+DOCUMENTS = st.dictionaries(st.sampled_from(sorted(FIELDS)) | st.text(max_size=12), VALUES, max_size=6) | VALUES
+
+
+def check_one_line_or_ok(load):
+    """``load()`` either works or raises StreamfuseError with a one-line message; nothing else."""
+    try:
+        load()
+    except StreamfuseError as exc:
+        assert "\n" not in str(exc) and str(exc).strip(), repr(str(exc))
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(DOCUMENTS)
+def test_any_config_document_loads_or_is_one_line(tmp_path, document):
+    path = tmp_path / "gen.yaml"
+    path.write_text(yaml.safe_dump(document))
+    check_one_line_or_ok(lambda: make_config(path).validate())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_config_bytes_load_or_are_one_line(tmp_path, data):
+    path = tmp_path / "gen.yaml"
+    path.write_bytes(data)
+    check_one_line_or_ok(lambda: make_config(path).validate())
+
+
+def test_a_newline_in_a_key_or_value_stays_on_one_line(tmp_path):
+    """Found by the property test above: an unknown key '\\n' gave a two-line error."""
+    with pytest.raises(StreamfuseError) as err:
+        make_config(write(tmp_path, '"\\n": 1\n'))
+    assert str(err.value).startswith(f"{tmp_path / 'run.yaml'}: unknown key '\\n'") and "\n" not in str(err.value)
+    with pytest.raises(StreamfuseError, match=r"mode 'fa\\nst'"):
+        RunConfig(ir="a", vis="b", output="o.mp4", mode="fa\nst").validate()

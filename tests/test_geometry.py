@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streamfuse import REPO_DIR, SAMPLE_DIR, StreamfuseError
 from streamfuse.geometry import Registration, apply_homography, scale_matrix
@@ -94,8 +96,17 @@ def test_save_and_load_round_trip(tmp_path):
     ({"homography": [[1, 0], [0, 1]]}, "key 'homography' must be a 3x3 list"),
     ({"ir_size": [640]}, "key 'ir_size' must be [width, height]"),
     ({"crop": [1200, 0, 200, 100]}, "key 'crop' [1200, 0, 200, 100] reaches outside vis_size"),
-    ({"time_offset_ms": "soon"}, "key 'time_offset_ms' must be a number"),
+    ({"time_offset_ms": "soon"}, "key 'time_offset_ms' must be a finite number"),
     ({"ir_size": None, "vis_size": None}, "'ir_size' and 'vis_size' are required"),
+    ({"homography": [["1", "0", "0"], ["0", "1", "0"], ["0", "0", "1"]]},
+     "key 'homography' must be a 3x3 list of finite numbers, got [['1', '0', '0']"),
+    ({"homography": [[1, 0, float("nan")], [0, 1, 0], [0, 0, 1]]}, "key 'homography' must be a 3x3 list of finite numbers"),
+    ({"homography": [[1, 0, float("inf")], [0, 1, 0], [0, 0, 1]]}, "key 'homography' must be a 3x3 list of finite numbers"),
+    ({"homography": [[True, 0, 0], [0, 1, 0], [0, 0, 1]]}, "key 'homography' must be a 3x3 list of finite numbers"),
+    ({"homography": [1, 0, 0, 0, 1, 0, 0, 0, 1]}, "key 'homography' must be a 3x3 list of finite numbers"),
+    ({"homography": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]}, "key 'homography' must be a 3x3 list"),
+    ({"time_offset_ms": float("nan")}, "key 'time_offset_ms' must be a finite number"),
+    ({"vis_size": [1280, 10**30]}, "key 'vis_size' must be [width, height] (two integers from 1 to 65536)"),
 ])
 def test_bad_calibration_files_name_the_file_and_key(tmp_path, change, message):
     data = {**valid(), **change}
@@ -114,6 +125,36 @@ def test_sizes_that_contradict_the_frames_are_one_clear_line(tmp_path):
         Registration.from_file(path).prepare((256, 320), (1024, 1280))
 
 
+def test_empty_and_unreadable_calibration_files_are_one_line(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(StreamfuseError, match=rf"^{empty}: empty calibration file \(expected the keys homography, "):
+        Registration.from_file(empty)
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("homography: caf\xe9".encode("latin-1"))
+    with pytest.raises(StreamfuseError, match=rf"^{latin}: cannot read the calibration file \(not UTF-8 text\)$"):
+        Registration.from_file(latin)
+    with pytest.raises(StreamfuseError, match=rf"^{tmp_path}/list.yaml: expected a mapping of keys .*, got list$"):
+        Registration.from_file(write(tmp_path, [1, 2], name="list.yaml"))
+
+
+def test_ir_coverage_is_measured_and_a_registration_mostly_off_the_frame_warned(tmp_path, caplog):
+    same = {"ir_size": [640, 512], "vis_size": [640, 512]}
+    shift = lambda dx: [[1, 0, dx], [0, 1, 0], [0, 0, 1]]  # noqa: E731
+    assert Registration.from_dict({"homography": shift(0), **same}).ir_coverage((640, 512), (640, 512)) == 1.0
+    half = Registration.from_dict({"homography": shift(320), **same}).ir_coverage((640, 512), (640, 512))
+    assert half == pytest.approx(0.5, abs=1 / 64)  # the sample grid's resolution
+    assert Registration.from_dict({"homography": shift(5000), **same}).ir_coverage((640, 512), (640, 512)) == 0.0
+    caplog.clear()
+    Registration.from_file(write(tmp_path, valid()))  # H: the 640x512 IR onto most of a 1280x1024 frame
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    path = write(tmp_path, {"homography": shift(480), **same}, name="off.yaml")
+    Registration.from_file(path)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{path}: the IR image covers only 25% of the output frame (the homography maps most of it "
+                        "outside the visible frame; check the calibration)"]
+
+
 def test_not_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("homography: [1, 2\n  x: :")
@@ -129,3 +170,27 @@ def test_much_smaller_model_grid_is_area_averaged_not_aliased(tmp_path):
     reg = Registration.from_file(write(tmp_path, valid())).prepare((512, 640), (1024, 1280), ir_out_hw=(128, 160))
     small = reg.warp_ir(stripes).astype(np.float32)[10:-10, 10:-10]
     assert small.shape == (108, 140) and abs(small.mean() - 127.5) < 10 and small.std() < 20
+
+
+# ---------------------------------------------------------------- property-based: any bad file is one line
+NUMBERS = st.integers() | st.floats() | st.booleans() | st.text(max_size=6) | st.none()
+SIZES = st.lists(st.integers(-5, 1 << 17) | NUMBERS, max_size=3)
+CALIBRATIONS = st.fixed_dictionaries({}, optional={
+    "homography": st.lists(st.lists(NUMBERS, min_size=0, max_size=4), max_size=4) | NUMBERS
+                  | st.just(H.tolist()) | st.just(np.eye(3).tolist()),
+    "ir_size": SIZES | st.just([640, 512]), "vis_size": SIZES | st.just([1280, 1024]),
+    "output_size": SIZES, "crop": st.lists(st.integers(-5, 2000) | NUMBERS, max_size=5),
+    "time_offset_ms": NUMBERS, "metadata": NUMBERS | st.dictionaries(st.text(max_size=5), NUMBERS, max_size=2),
+    "homograpy": NUMBERS})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(CALIBRATIONS | st.text(max_size=100) | st.lists(NUMBERS, max_size=3))
+def test_any_calibration_file_loads_or_is_one_line_naming_it(tmp_path, data):
+    path = write(tmp_path, data, name="gen.yaml")
+    try:
+        reg = Registration.from_file(path)
+    except StreamfuseError as exc:
+        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc), str(exc)
+    else:
+        assert np.isfinite(reg.homography).all() and reg.homography[2, 2] == 1.0

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import pytest
 
-from streamfuse import PACKAGE_DIR, REPO_DIR
+from streamfuse import PACKAGE_DIR, REPO_DIR, SAMPLE_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,8 @@ def test_installed_cli_runs_every_shipped_model_from_elsewhere(installed, tmp_pa
 
 def test_installed_cli_gives_a_hint_that_works_there(installed, tmp_path):
     _, site, env = installed
-    res = run([site / "bin" / "streamfuse", "run", "--ir", "a.mp4", "--vis", "b.mp4", "-o", "x.mp4",
+    clips = [str(SAMPLE_DIR / name) for name in ("ir.mp4", "vis.mp4")]  # inputs are checked before the model
+    res = run([site / "bin" / "streamfuse", "run", "--ir", clips[0], "--vis", clips[1], "-o", "x.mp4",
                "--model", "tlgan", "--backend", "onnxruntime"], cwd=tmp_path, env={**env, "STREAMFUSE_ENGINES": str(tmp_path)})
     err = res.stderr.strip()
     assert res.returncode == 2 and "\n" not in err, err

@@ -29,6 +29,13 @@ BACKEND_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch
 # docs/benchmarks.md): ONNX Runtime and OpenVINO are close; ORT is always installed.
 CPU_PREFERENCE = ("onnxruntime", "openvino", "torch")
 CUDA_PREFERENCE = ("tensorrt", "onnxruntime", "torch")
+# What --precision each backend takes. The shipped ONNX graphs are fp32, which is all ONNX Runtime
+# runs of them; OpenVINO runs fp16 on CPUs with FP16 arithmetic (checked when it loads); torch runs
+# its module in fp16 on the CPU or a GPU; TensorRT builds fp16 or fp32 engines. No INT8 graph ships
+# (static INT8 made the real-time model slower, see README), so int8 is refused everywhere.
+PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "fp16"), "torch": ("fp32", "fp16"),
+              "tensorrt": ("fp32", "fp16")}
+KNOWN_PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_THREADS = 1  # 2-vCPU VMs: 2 threads lose as soon as anything else runs (README, docs/benchmarks-threads*.md)
 
 
@@ -47,6 +54,22 @@ def backend_usable(name: str, device: str) -> bool:
 
         return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     return name in ("tensorrt", "torch")
+
+
+def check_precision(precision: str, backend: str = "auto") -> None:
+    """One line naming what is wrong when ``backend`` (or, for "auto", none) runs ``precision``."""
+    if precision not in KNOWN_PRECISIONS:
+        raise StreamfuseError(f"precision '{precision}': expected one of {', '.join(KNOWN_PRECISIONS)} "
+                              f"({precision_table()})")
+    takers = [b for b, ps in PRECISIONS.items() if precision in ps]
+    if (backend == "auto" and not takers) or (backend in PRECISIONS and precision not in PRECISIONS[backend]):
+        where = f"backend '{backend}' runs {' or '.join(PRECISIONS[backend])}" if backend in PRECISIONS else "no backend"
+        raise StreamfuseError(f"precision '{precision}': {where}, not {precision} ({precision_table()})")
+
+
+def precision_table() -> str:
+    """'onnxruntime fp32; openvino fp32|fp16; ...' for messages and --help."""
+    return "; ".join(f"{b} {'|'.join(ps)}" for b, ps in PRECISIONS.items())
 
 
 def cuda_available() -> bool:
@@ -69,16 +92,19 @@ def load_fuser(model: str = DEFAULT_MODEL, backend: str = "auto", device: str = 
     """
     spec = get_model(model)
     variant = spec.check_variant(variant)
+    check_precision(precision, backend)
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"
     if device not in ("cpu", "cuda"):
         raise StreamfuseError(f"unknown device '{device}'; expected cpu, cuda or auto")
     if backend == "auto":
         order = CUDA_PREFERENCE if device == "cuda" else CPU_PREFERENCE
-        candidates = [b for b in order if backend_usable(b, device) and not _unknown_options(b, kwargs)]
+        candidates = [b for b in order if backend_usable(b, device) and not _unknown_options(b, kwargs)
+                      and precision in PRECISIONS[b]]
         if not candidates:
             options = f" taking {', '.join(kwargs)}" if kwargs else ""
-            raise StreamfuseError(f"no backend{options} available for device {device}; install onnxruntime")
+            raise StreamfuseError(f"no backend{options} running {precision} available for device {device} "
+                                  f"({precision_table()}); install onnxruntime")
         for i, name in enumerate(candidates):  # fall back down the order when one cannot start here
             try:
                 fuser = load_fuser(model, name, device, precision, variant, threads, **kwargs)
@@ -114,4 +140,4 @@ def _unknown_options(backend: str, options: dict) -> list[str]:
     return [k for k in options if k not in params or k in ("self", "spec", "variant")]
 
 
-__all__ = ["Fuser", "load_fuser", "available_backends", "BACKENDS"]
+__all__ = ["Fuser", "load_fuser", "available_backends", "check_precision", "BACKENDS", "PRECISIONS"]

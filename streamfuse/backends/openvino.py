@@ -33,7 +33,14 @@ class OpenVinoFuser(Fuser):
         meta = {k: model.get_rt_info(["framework", k]).astype(str) for k in GRAPH_FACTS
                 if model.has_rt_info(["framework", k])}
         self.spec, self.variant = spec_for_graph(meta, spec, variant, path)
-        config = {"INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "f16"}
+        hints = {"fp32": "f32", "fp16": "f16"}
+        if precision not in hints:
+            raise StreamfuseError(f"the openvino backend runs fp32 or fp16, not '{precision}'")
+        if precision == "fp16" and "FP16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            # OpenVINO would quietly run fp32 on such a CPU; say so instead of claiming fp16
+            raise StreamfuseError("precision 'fp16': this CPU has no FP16 arithmetic for OpenVINO "
+                                  "(use fp32, or --backend torch / tensorrt)")
+        config = {"INFERENCE_PRECISION_HINT": hints[precision]}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(model, "CPU", config)

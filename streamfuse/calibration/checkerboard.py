@@ -9,11 +9,15 @@ best is used.
 """
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.geometry import apply_homography
+
+log = logging.getLogger("streamfuse")
 
 SMALL_FRAME = 800  # frames narrower than this are also searched at 2x
 
@@ -70,8 +74,14 @@ def board_homography(ir_frames, vis_frames, pattern: tuple[int, int]):
     """Frames paired by position in the lists -> (H IR -> VIS, per-corner errors, views used, report).
     Raises when no frame pair shows the board in both cameras (naming which side failed where)."""
     src, dst, used, misses = [], [], [], []
-    for n, (ir, vis) in enumerate(zip(ir_frames, vis_frames)):
-        c_ir, c_vis = find_corners(ir, pattern), find_corners(vis, pattern)
+    pairs = list(zip(ir_frames, vis_frames))
+    # the exhaustive search takes seconds per frame: say what is going on
+    log.info("searching %d frame pair(s) for a %dx%d checkerboard (a few seconds each)", len(pairs), *pattern)
+    for n, (ir, vis) in enumerate(pairs):
+        c_ir = find_corners(ir, pattern)
+        c_vis = find_corners(vis, pattern)
+        log.info("checkerboard: frame pair %d of %d: %s in IR, %s in visible", n + 1, len(pairs),
+                 "found" if c_ir is not None else "not found", "found" if c_vis is not None else "not found")
         if c_ir is None or c_vis is None:
             misses.append(f"frame {n}: {'no board in IR' if c_ir is None else ''}"
                           f"{' and ' if c_ir is None and c_vis is None else ''}"

@@ -6,7 +6,6 @@ every step succeeded, so a failed run leaves no file behind.
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,8 @@ import numpy as np
 
 from streamfuse import StreamfuseError
 from streamfuse.geometry import Registration
-from streamfuse.io.images import IMAGE_EXTS, write_image
+from streamfuse.io.images import IMAGE_EXTS, check_folder_writable, write_image
+from streamfuse.io.uri import redact_uri, warn_if_same_source
 
 log = logging.getLogger("streamfuse")
 
@@ -51,17 +51,26 @@ def method_of(opts: CalibrateOptions) -> str | None:
     return chosen[0] if chosen else None
 
 
-def check_output(path: Path) -> None:
-    """Fail before any work when the YAML cannot be written."""
+def overlay_path(opts: CalibrateOptions) -> Path | None:
+    if opts.overlay == "":
+        return None
+    out = Path(opts.output)
+    return Path(opts.overlay) if opts.overlay else out.with_name(out.stem + "_overlay.png")
+
+
+def check_output(opts: CalibrateOptions) -> None:
+    """Fail before any work when the YAML or the overlay PNG cannot be written."""
+    path = Path(opts.output)
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise StreamfuseError(f"-o {path}: the calibration file must end in .yaml")
     if path.is_dir():
         raise StreamfuseError(f"-o {path}: is a folder")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise StreamfuseError(f"-o {path}: cannot write in {parent}")
+    check_folder_writable(path.parent, f"-o {path}")
+    png = overlay_path(opts)
+    if png is not None:
+        if png.suffix.lower() not in IMAGE_EXTS or png.is_dir():
+            raise StreamfuseError(f"--overlay {png}: expected an image file name, e.g. rig_overlay.png")
+        check_folder_writable(png.parent, f"--overlay {png}")
 
 
 def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], list[Path]]:
@@ -70,7 +79,8 @@ def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], li
 
     method = method_of(opts)
     out = Path(opts.output)
-    check_output(out)
+    check_output(opts)
+    warn_if_same_source(opts.ir, opts.vis)
     previous = None
     if method is None:  # --sync alone updates the time offset of an existing file
         previous = Registration.from_file(out) if out.exists() else Registration.identity()
@@ -93,8 +103,6 @@ def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], li
         vis = fr.capture(opts.vis, "vis", keep, opts.max_frames, opts.fps, near_ns=[f.pts_ns for f in ir.frames])
     report = [f"IR {ir.size[0]}x{ir.size[1]} ({len(ir.small)} frame(s) read), visible {vis.size[0]}x{vis.size[1]} "
               f"({len(vis.small)} frame(s) read)"]
-    from streamfuse.io.uri import redact_uri
-
     meta: dict = {"ir_source": redact_uri(opts.ir), "vis_source": redact_uri(opts.vis)}  # the YAML is shared
     offset_ms = previous.time_offset_ms if previous is not None else 0.0
     if opts.sync:
@@ -133,15 +141,14 @@ def run_calibration(opts: CalibrateOptions) -> tuple[Registration, list[str], li
                        opts.crop or (previous.crop if previous else None), offset_ms, meta, source=str(out))
     reg = Registration.from_dict(reg.to_dict(), where=f"-o {out}")  # the same checks as loading it later
     reg.prepare(ir.frames[0].image.shape[:2], vis.frames[0].image.shape[:2])
-    overlay = None
-    if opts.overlay != "":
+    overlay, png = None, overlay_path(opts)
+    if png is not None:
         from streamfuse.calibration.overlay import overlay_picture
 
         ir0, vis0 = pairs[0]
         overlay = overlay_picture(reg.warp_vis(vis0.image), reg.warp_ir(ir0.image))
     written = [reg.save(out)]
     if overlay is not None:
-        png = Path(opts.overlay) if opts.overlay else out.with_name(out.stem + "_overlay.png")
         written.append(write_image(png, overlay))
     return reg, report, written
 

@@ -45,6 +45,19 @@ class Scores:
     images: dict[str, dict[str, Path]] = field(default_factory=dict)  # method -> stem -> fused path
     metric_seconds: float = 0.0  # CPU time spent computing metrics (not reading or fusing)
     pixels: int = 0  # pixels scored, summed over images
+    pairs: int = 0  # source pairs asked for
+    failed: list[str] = field(default_factory=list)  # stems of the pairs not (fully) scored; reasons logged
+
+    def fail(self, stem: str, exc: StreamfuseError) -> None:
+        """A pair that cannot be read or scored: logged and counted, the others go on."""
+        log.error("%s", exc)
+        if stem not in self.failed:
+            self.failed.append(stem)
+
+    def check_any(self) -> "Scores":
+        if not self.table:
+            raise StreamfuseError(f"none of the {self.pairs} pair(s) could be scored (see above)")
+        return self
 
     def add(self, method: str, stem: str, values: dict[str, float], image: Path | None = None) -> None:
         self.table.setdefault(method, {})[stem] = values
@@ -78,6 +91,21 @@ def load_source_pair(ir_path: Path, vis_path: Path) -> tuple[np.ndarray, np.ndar
         raise StreamfuseError(f"{ir_path} is {_wh(ir)} but {vis_path} is {_wh(vis)}: IR and visible must be one size "
                               "(register them first)")
     return ir, vis
+
+
+def _loaded_pairs(pairs, scores: "Scores", bar, steps) -> Iterator[tuple[str, Path, np.ndarray, np.ndarray]]:
+    """(stem, IR path, IR, visible) of each pair with ``steps(stem)`` > 0 images to score; a pair whose
+    sources do not load is counted as failed (the reason logged) and its progress steps skipped."""
+    for stem, ir_path, vis_path in pairs:
+        if not steps(stem):
+            continue
+        try:
+            ir, vis = load_source_pair(ir_path, vis_path)
+        except StreamfuseError as exc:
+            scores.fail(stem, exc)
+            bar.update(steps(stem))
+            continue
+        yield stem, ir_path, ir, vis
 
 
 def _wh(img: np.ndarray) -> str:
@@ -136,20 +164,21 @@ def score_folders(ir_dir, vis_dir, fused_dirs, metrics: list[str] | None = None)
     total = sum(stem in files for stem, _, _ in pairs for _, files in methods)
     if not total:
         raise StreamfuseError("no fused image matches a source stem; fused files must be named like the sources")
+    scores.pairs = sum(any(stem in files for _, files in methods) for stem, _, _ in pairs)
     bar = _progress(total, "scoring")
-    for stem, ir_path, vis_path in pairs:
-        todo = [(m, files[stem]) for m, files in methods if stem in files]
-        if not todo:
-            continue
-        ir, vis = load_source_pair(ir_path, vis_path)
-        for method, fused_path in todo:
-            fused = read_image(fused_path, "fused image")
-            if fused.dtype != np.uint8:
-                raise StreamfuseError(f"{fused_path}: fused image must be 8-bit, got {fused.dtype}")
-            _score_one(scores, method, stem, fused, fused_path, ir, ir_path, vis)
+    todo = {stem: [(m, files[stem]) for m, files in methods if stem in files] for stem, _, _ in pairs}
+    for stem, ir_path, ir, vis in _loaded_pairs(pairs, scores, bar, lambda stem: len(todo[stem])):
+        for method, fused_path in todo[stem]:
+            try:
+                fused = read_image(fused_path, "fused image")
+                if fused.dtype != np.uint8:
+                    raise StreamfuseError(f"{fused_path}: fused image must be 8-bit, got {fused.dtype}")
+                _score_one(scores, method, stem, fused, fused_path, ir, ir_path, vis)
+            except StreamfuseError as exc:
+                scores.fail(stem, exc)
             bar.update()
     bar.close()
-    return scores
+    return scores.check_any()
 
 
 # ------------------------------------------------------------------ mode (b): fuse with models
@@ -224,25 +253,27 @@ def fuse_and_score(models: str, data_dirs, out_dir, metrics: list[str] | None = 
         method = name if variant in (None, fuser.spec.default_variant) else f"{name}:{variant}"
         onnx = fuser.path
         fusers.append((method, CpuStage(fuser), onnx.stat().st_mtime if reuse_fused and onnx.exists() else math.inf))
-    scores = Scores(list(metrics or METRICS))
+    scores = Scores(list(metrics or METRICS), pairs=len(pairs))
     reused = 0
     bar = _progress(len(pairs) * len(fusers), "fusing + scoring")
-    for stem, ir_path, vis_path in pairs:
-        ir, vis = load_source_pair(ir_path, vis_path)
+    for stem, ir_path, ir, vis in _loaded_pairs(pairs, scores, bar, lambda stem: len(fusers)):
         for method, stage, model_time in fusers:
             path = Path(out_dir) / "fused" / method.replace(":", "-") / f"{stem}.png"
-            if path.exists() and path.stat().st_mtime > model_time:
-                fused = read_image(path, "fused image")
-                reused += 1
-            else:
-                fused = stage.process(ir, vis).fused
-                write_image(path, fused)
-            _score_one(scores, method, stem, fused, path, ir, ir_path, vis)
+            try:
+                if path.exists() and path.stat().st_mtime > model_time:
+                    fused = read_image(path, "fused image")
+                    reused += 1
+                else:
+                    fused = stage.process(ir, vis).fused
+                    write_image(path, fused)
+                _score_one(scores, method, stem, fused, path, ir, ir_path, vis)
+            except StreamfuseError as exc:
+                scores.fail(stem, exc)
             bar.update()
     bar.close()
     if reuse_fused:
         log.info("reused %d of %d fused images (newer than their model's ONNX)", reused, len(pairs) * len(fusers))
-    return scores
+    return scores.check_any()
 
 
 # ------------------------------------------------------------------ mode (c): video

@@ -62,6 +62,24 @@ def write_image(path, img: np.ndarray) -> Path:
     return path
 
 
+def check_folder_writable(folder, shown=None) -> None:
+    """Fail before any work, naming the path, when files cannot be written in ``folder`` (created
+    later by the writer if missing: the nearest existing parent is probed, and nothing is left behind)."""
+    folder = Path(folder)
+    shown = shown or str(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StreamfuseError(f"{shown}: cannot write to folder '{folder}' ('{existing}' is a file)")
+    probe = existing / f".streamfuse-probe-{secrets.token_hex(8)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as e:
+        raise StreamfuseError(f"{shown}: cannot write to folder '{existing}' ({e.strerror or e})") from None
+
+
 def list_images(folder) -> dict[str, Path]:
     """stem -> path for the image files directly in ``folder``."""
     folder = Path(folder)

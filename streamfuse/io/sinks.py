@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 import socket
-import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -32,7 +31,7 @@ import cv2
 import numpy as np
 
 from streamfuse import StreamfuseError
-from streamfuse.io.images import write_image
+from streamfuse.io.images import check_folder_writable, write_image
 from streamfuse.io.uri import check_options, parse_sink, positive_number, redact_uri
 
 TIME_BASE = Fraction(1, 90_000)  # the usual video time base: 30, 25 and 29.97 fps periods are whole ticks
@@ -68,12 +67,12 @@ def check_writable(uri: str, options: dict | None = None) -> None:
         path = Path(parsed.target)
         if path.is_dir():
             raise StreamfuseError(f"{shown}: is a folder, expected a video file path")
-        _probe_folder(path.parent if str(path.parent) else Path("."), shown)
+        check_folder_writable(path.parent, shown)
     elif parsed.kind == "images":
         folder = Path(parsed.target)
         if folder.exists() and not folder.is_dir():
             raise StreamfuseError(f"{shown}: exists and is not a folder")
-        _probe_folder(folder, shown)
+        check_folder_writable(folder, shown)
     elif parsed.kind == "display":
         display_unavailable_reason(shown, raise_error=True)
     elif parsed.kind == "rtsp":
@@ -98,17 +97,6 @@ def _probe_server(uri: str, timeout: float = 5.0) -> None:
     except OSError as e:
         raise StreamfuseError(f"{uri}: cannot reach the RTSP server at {url.hostname}:{port} "
                               f"({e.strerror or e})") from None
-
-
-def _probe_folder(folder: Path, uri: str) -> None:
-    """Create the folder if needed and write + remove a probe file there (the only sure test)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".streamfuse-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise StreamfuseError(f"{uri}: cannot write to folder '{folder}' ({e.strerror or e})") from None
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:

@@ -70,6 +70,14 @@ def open_source(uri: str, **options) -> "Source":
     return cls(parsed.target, uri=str(uri), **options)
 
 
+def check_source(uri: str, **options) -> None:
+    """Fail early (before a model loads) when a local input cannot be opened: a video file or image
+    sequence is opened and closed again, which costs milliseconds. Cameras and RTSP streams connect
+    when the run starts (their reconnect logic applies)."""
+    if parse_source(uri).kind in ("file", "images"):
+        open_source(uri, **options).close()
+
+
 def probe(uri: str, max_frames: int = 30, seconds: float = 10.0, **options) -> dict:
     """Open a source and read up to ``max_frames`` frames or ``seconds``: what it is and how it runs."""
     started = time.monotonic()

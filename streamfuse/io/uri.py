@@ -7,7 +7,8 @@ Sources
   ``/dev/video0``, ``v4l2:///dev/video0?size=640x512&fps=30&pixel_format=y16``       -> kind "v4l2"
 Sinks
   ``out.mp4``, ``out.mkv``, ``out.mov``      H.264 video file                          -> kind "video"
-  ``images://outdir``, ``outdir/``           one PNG per frame                         -> kind "images"
+  ``images://outdir``, ``outdir/``           one PNG per frame (an existing folder named
+                                             without either is refused)                -> kind "images"
   ``display://``, ``display://title``        OpenCV window                             -> kind "display"
   ``rtsp://host:8554/path``                  publish to an RTSP server                 -> kind "rtsp"
   ``http://127.0.0.1:8090?token=...``        browser live view (streamfuse/io/http.py) -> kind "http"
@@ -22,12 +23,15 @@ from __future__ import annotations
 import difflib
 import glob
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote
 
 from streamfuse import StreamfuseError
+
+log = logging.getLogger("streamfuse")
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov"}
 _QUERY_SCHEMES = {"images", "v4l2", "file", "display", "http"}
@@ -117,11 +121,26 @@ def parse_sink(uri: str) -> ParsedURI:
         return ParsedURI("images", rest, params)
     if Path(rest).suffix.lower() in VIDEO_SUFFIXES:
         return ParsedURI("video", rest, params)
-    if Path(rest).is_dir():
-        return ParsedURI("images", rest, params)
+    if Path(rest).is_dir():  # never dump frames into a folder that was meant as something else
+        raise StreamfuseError(f"{redact_uri(uri)}: is an existing folder; to write one image per frame into it, "
+                              f"say images://{rest} (a video needs a file name, e.g. {Path(rest) / 'fused.mp4'})")
     raise StreamfuseError(
         f"{redact_uri(uri)}: cannot tell the output type from '{Path(rest).suffix or 'no extension'}' "
         f"(expected {', '.join(sorted(VIDEO_SUFFIXES))}, a folder ending in '/', images://, display://, rtsp:// or null://)")
+
+
+def warn_if_same_source(ir: str, vis: str) -> bool:
+    """One warning when the IR and visible inputs are the same file, folder, device or URL (after
+    resolving paths): the output would be that input fused with itself. Returns whether they are."""
+    a, b = parse_source(ir), parse_source(vis)
+    if a.kind != b.kind:
+        return False
+    local = a.kind in ("file", "images", "v4l2")
+    same = Path(a.target).resolve() == Path(b.target).resolve() if local else a.target == b.target
+    if same:
+        log.warning("--ir and --vis are the same source (%s): the output is that input fused with itself",
+                    redact_uri(ir))
+    return same
 
 
 # user:password@ after any scheme://, and secret-looking query values; found anywhere in a text
@@ -151,7 +170,7 @@ def positive_number(uri: str, name: str, value, unit: str = "") -> float:
         number = float(value)
     except (TypeError, ValueError):
         number = -1.0
-    if not number > 0:
+    if not (number > 0 and math.isfinite(number)):
         raise StreamfuseError(f"{redact_uri(uri)}: {name} must be a positive number{unit}, got '{value}'")
     return number
 

@@ -94,3 +94,41 @@ def test_auto_picks_a_backend_that_takes_the_options():
 
     fuser = load_fuser("average", backend="auto", device="cpu", onnx_path=get_model("average").onnx_path())
     assert fuser.backend in ("onnxruntime", "openvino")
+
+
+@pytest.mark.parametrize("backend", ["auto", "onnxruntime", "openvino", "torch", "tensorrt"])
+def test_fp8_and_int8_are_refused_by_every_backend_before_loading(backend):
+    with pytest.raises(StreamfuseError, match=r"^precision 'fp8': expected one of fp32, fp16, int8 \(onnxruntime fp32; "):
+        load_fuser("max", backend=backend, device="cpu", precision="fp8")
+    with pytest.raises(StreamfuseError, match=r"^precision 'int8': (no backend|backend '\w+' runs fp32( or fp16)?), not int8"):
+        load_fuser("max", backend=backend, device="cpu", precision="int8")
+
+
+def test_fp16_where_each_cpu_backend_runs_it():
+    from streamfuse.backends import PRECISIONS
+
+    with pytest.raises(StreamfuseError, match="precision 'fp16': backend 'onnxruntime' runs fp32, not fp16"):
+        load_fuser("pyrfuse", backend="onnxruntime", device="cpu", precision="fp16")
+    assert PRECISIONS["torch"] == ("fp32", "fp16")
+    ir, vis = real_pair("m3svd")
+    if "torch" in available_backends():  # torch runs its module in half precision on the CPU
+        import torch
+
+        half = load_fuser("pyrfuse", backend="torch", device="cpu", precision="fp16")
+        full = load_fuser("pyrfuse", backend="torch", device="cpu", precision="fp32")
+        assert next(half.module.parameters()).dtype == torch.float16
+        mse = np.mean((half.fuse(ir, vis) - full.fuse(ir, vis)) ** 2)
+        assert 10 * np.log10(1 / mse) > 40  # fp16 rounding (the export FP16 check's bar), not another result
+    auto = load_fuser("pyrfuse", backend="auto", device="cpu", precision="fp16")
+    assert auto.backend in ("openvino", "torch") and auto.precision == "fp16"  # never onnxruntime quietly in fp32
+
+
+def test_openvino_fp16_runs_only_on_a_cpu_with_fp16_arithmetic():
+    ov = pytest.importorskip("openvino", reason="OpenVINO not installed")
+    has_fp16 = "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if has_fp16:
+        fuser = load_fuser("pyrfuse", backend="openvino", device="cpu", precision="fp16")
+        assert fuser.compiled.get_property("INFERENCE_PRECISION_HINT").to_string() == "f16"
+    else:
+        with pytest.raises(StreamfuseError, match="this CPU has no FP16 arithmetic for OpenVINO"):
+            load_fuser("pyrfuse", backend="openvino", device="cpu", precision="fp16")

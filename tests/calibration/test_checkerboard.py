@@ -82,11 +82,12 @@ def test_bad_pattern(text):
         parse_pattern(text)
 
 
-def test_calibrate_command_on_board_sequences(tmp_path, capsys):
+def test_calibrate_command_on_board_sequences(tmp_path, capsys, caplog):
     """The same views as two image sequences through `run.py calibrate --checkerboard`."""
     from streamfuse.cli import main
     from streamfuse.geometry import Registration
 
+    caplog.set_level("INFO", logger="streamfuse")
     irs, viss, rig = views(4)
     for kind, frames in (("ir", irs), ("vis", viss)):
         (tmp_path / kind).mkdir()
@@ -97,6 +98,9 @@ def test_calibrate_command_on_board_sequences(tmp_path, capsys):
                  "--checkerboard", "9x6", "-o", str(out)])
     text = capsys.readouterr().out
     assert code == 0 and "found in both cameras in 4 of 4 frame pair(s), 216 corners" in text
+    progress = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]  # said before the long search
+    assert progress[:2] == ["searching 4 frame pair(s) for a 9x6 checkerboard (a few seconds each)",
+                            "checkerboard: frame pair 1 of 4: found in IR, found in visible"]
     reg = Registration.from_file(out)
     c = np.array([[0, 0], [319, 0], [319, 255], [0, 255]], float)
     assert np.linalg.norm(apply_homography(reg.homography, c) - apply_homography(rig, c), axis=1).mean() < 1.5

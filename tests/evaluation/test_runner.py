@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 import shutil
 
 import av
@@ -75,17 +76,22 @@ def test_eval_cli_writes_reports_with_best_marked(dataset, capsys):
     assert len(list(csv.DictReader(open(out / "per_image.csv")))) == 5
 
 
-def test_size_mismatch_names_the_files(dataset):
+def test_size_mismatch_names_the_files_and_only_that_pair_fails(dataset, caplog):
     cv2.imwrite(str(dataset / "mean" / "c.png"), scene(9, 40, 50))
-    with pytest.raises(StreamfuseError, match=r"mean/c.png is 50x40 but its source .*ir/c.png is 64x48"):
-        ev.score_folders(dataset / "data" / "ir", dataset / "data" / "vis", [dataset / "mean"], ["EN"])
+    scores = ev.score_folders(dataset / "data" / "ir", dataset / "data" / "vis", [dataset / "mean"], ["EN"])
+    assert scores.failed == ["c"] and sorted(scores.table["mean"]) == ["a", "b"] and scores.pairs == 3
+    assert re.search(r"mean/c.png is 50x40 but its source .*ir/c.png is 64x48", caplog.text)
 
 
-def test_unreadable_fused_file_is_named(dataset):
+def test_unreadable_fused_file_is_named_counted_and_exits_1(dataset, caplog, capsys):
     (dataset / "mean" / "a.png").write_bytes(b"\x89PNG truncated")
     assert main(["eval", "--ir", str(dataset / "data" / "ir"), "--vis", str(dataset / "data" / "vis"),
-                 "--fused", str(dataset / "mean"), "--out", str(dataset / "r")]) == 2
-    with pytest.raises(StreamfuseError, match=r"mean/a.png: cannot decode"):
+                 "--fused", str(dataset / "mean"), "--out", str(dataset / "r")]) == 1
+    assert "1 of 3 pair(s) failed: a (see above)" in capsys.readouterr().err
+    assert re.search(r"mean/a.png: cannot decode", caplog.text)
+    for stem in "bc":
+        (dataset / "mean" / f"{stem}.png").write_bytes(b"\x89PNG truncated")
+    with pytest.raises(StreamfuseError, match=r"^none of the 3 pair\(s\) could be scored \(see above\)$"):
         ev.score_folders(dataset / "data" / "ir", dataset / "data" / "vis", [dataset / "mean"], ["EN"])
 
 
@@ -195,7 +201,7 @@ def write_video(path, frames, fps=10):
         container.mux(stream.encode())
 
 
-def test_video_mode_scores_flicker_from_encoded_videos(tmp_path, caplog):
+def test_video_mode_scores_flicker_from_encoded_videos(tmp_path, caplog, capsys):
     ir = [np.roll(scene(1), 2 * t, axis=1) for t in range(8)]
     vis = [np.roll(scene(2), -t, axis=0) for t in range(8)]
     stable = [((i.astype(np.uint16) + v) // 2).astype(np.uint8) for i, v in zip(ir, vis)]
@@ -220,6 +226,13 @@ def test_video_mode_scores_flicker_from_encoded_videos(tmp_path, caplog):
     md = (out / "results.md").read_text()
     assert "| method | frames | Flicker ↓ | FlickerRatio ↓ | TSI ↓ |" in md
     assert "| stable | 8 |" in md and "| pumping | 8 |" in md
+
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")  # one bad video of two: the other is scored, exit 1
+    assert main(["eval", "--video", str(tmp_path / "broken.mp4"), "--video", str(tmp_path / "stable.mp4"),
+                 "--ir", str(tmp_path / "ir.mp4"), "--vis", str(tmp_path / "vis.mp4"), "--out", str(out)]) == 1
+    assert "broken.mp4: cannot open as a video" in caplog.text
+    assert "1 of 2 video(s) failed: broken (see above)" in capsys.readouterr().err
+    assert "| stable | 8 |" in (out / "results.md").read_text() and "broken" not in (out / "results.md").read_text()
 
 
 def test_video_mode_rejects_bad_sources(tmp_path):

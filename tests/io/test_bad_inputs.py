@@ -20,11 +20,11 @@ from streamfuse import REPO_DIR, SAMPLE_DIR
 FRAMES = 30
 
 
-def run(tmp_path, ir, vis, out_name="fused.mp4"):
+def run(tmp_path, ir, vis, out_name="fused.mp4", extra=()):
     """(exit code, stdout, stderr, output path) of a run with the cheap `average` model."""
     out = tmp_path / out_name
     proc = subprocess.run([sys.executable, str(REPO_DIR / "run.py"), "run", "--ir", str(ir), "--vis", str(vis),
-                           "--model", "average", "--no-progress", "-o", str(out)],
+                           "--model", "average", "--no-progress", "-o", str(out), *map(str, extra)],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, proc.stdout, proc.stderr, out
@@ -169,3 +169,40 @@ def test_variable_frame_rate_input(clips, tmp_path):
         times = [float(f.pts * f.time_base) for f in container.decode(video=0)]
     assert len(times) == written(stdout) and times == sorted(times)
     assert max(np.diff(times)) > 1.5 * min(np.diff(times))  # the output keeps the uneven timing
+
+
+def warnings_in(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("WARNING:")]
+
+
+def test_a_calibration_that_maps_the_ir_mostly_off_the_frame_is_warned_with_the_figure(clips, tmp_path):
+    calib = tmp_path / "off.yaml"  # the 160x120 IR moved 120 px right: a quarter of it lands on the frame
+    calib.write_text("homography: [[1, 0, 120], [0, 1, 0], [0, 0, 1]]\nir_size: [160, 120]\nvis_size: [160, 120]\n")
+    code, stdout, stderr, out = run(tmp_path, clips["ir"], clips["vis"], extra=["--calib", calib])
+    assert code == 0 and written(stdout) == FRAMES
+    assert warnings_in(stderr) == [f"WARNING: {calib}: the IR image covers only 25% of the output frame (the homography "
+                                   "maps most of it outside the visible frame; check the calibration)"]
+
+
+def test_the_same_file_as_ir_and_visible_is_warned_and_fused(clips, tmp_path):
+    code, stdout, stderr, out = run(tmp_path, clips["vis"], clips["vis"])
+    assert code == 0 and written(stdout) == FRAMES
+    assert warnings_in(stderr) == [f"WARNING: --ir and --vis are the same source ({clips['vis']}): the output is that "
+                                   "input fused with itself"]
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("", "empty calibration file (expected the keys homography, "),
+    ("homography: [['1', '0', '0'], ['0', '1', '0'], ['0', '0', '1']]\n",
+     "key 'homography' must be a 3x3 list of finite numbers, got [['1', '0', '0']"),
+    ("homography: [[1, 0, .nan], [0, 1, 0], [0, 0, 1]]\nir_size: [160, 120]\nvis_size: [160, 120]\n",
+     "key 'homography' must be a 3x3 list of finite numbers, got [[1, 0, nan]"),
+    ("homography: [[1, 0], [0, 1]]\n", "key 'homography' must be a 3x3 list of finite numbers, got [[1, 0], [0, 1]]"),
+])
+def test_bad_calibration_files_stop_the_run_in_one_line(clips, tmp_path, text, expect):
+    calib = tmp_path / "rig.yaml"
+    calib.write_text(text)
+    code, _, stderr, out = run(tmp_path, clips["ir"], clips["vis"], extra=["--calib", calib])
+    assert code == 2
+    assert error_line(stderr).startswith(f"error: {calib}: {expect}")
+    assert not out.exists()

@@ -38,3 +38,17 @@ def test_undecodable_image_is_named(tmp_path):
         read_image(tmp_path / "x.png", "visible image")
     with pytest.raises(StreamfuseError, match=r"x.png: cannot decode as an IR image"):
         read_image(tmp_path / "x.png", "IR image")
+
+
+def test_check_folder_writable_probes_without_leaving_anything(tmp_path):
+    from streamfuse.io.images import check_folder_writable
+
+    check_folder_writable(tmp_path / "a" / "b")  # missing folders are fine: the writer makes them
+    check_folder_writable(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no probe file, no folder made
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(StreamfuseError, match=rf"^-o x: cannot write to folder '{blocker}/a' \('{blocker}' is a file\)$"):
+        check_folder_writable(blocker / "a", "-o x")
+    with pytest.raises(StreamfuseError, match=rf"^{blocker}: cannot write to folder '{blocker}' \('{blocker}' is a file\)$"):
+        check_folder_writable(blocker)

@@ -41,7 +41,9 @@ def test_sink_kinds(tmp_path):
     assert parse_sink("OUT.MKV").kind == "video"
     assert parse_sink("images://frames").target == "frames"
     assert parse_sink("outdir/").kind == "images"
-    assert parse_sink(str(tmp_path)).kind == "images"
+    assert parse_sink(f"images://{tmp_path}").kind == "images"
+    with pytest.raises(StreamfuseError, match=f"{tmp_path}: is an existing folder; .* say images://{tmp_path} "):
+        parse_sink(str(tmp_path))  # frames are never dumped into a folder named without images://
     assert parse_sink("display://").target == "streamfuse"
     assert parse_sink("rtsp://127.0.0.1:8554/fused").kind == "rtsp"
     assert parse_sink("null://").kind == "null"
@@ -149,3 +151,19 @@ def test_a_succeeding_run_probe_and_batch_never_show_the_password(rtsp_server, t
     written = _all_text(tmp_path / "batch")
     assert "rtsp://admin:***@" in written  # the sequence's statistics JSON records its sources
     assert PASSWORD not in "".join(outputs) + written
+
+
+def test_the_same_input_twice_is_one_warning_with_the_password_hidden(tmp_path, monkeypatch, caplog):
+    from streamfuse.io.uri import warn_if_same_source
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert warn_if_same_source("clip.mp4", f"file://{clip}")  # relative path and file:// URI: one file
+    assert warn_if_same_source(str(tmp_path), f"images://{tmp_path}/../{tmp_path.name}")
+    assert warn_if_same_source("rtsp://admin:S3cret@cam/ir", "rtsp://admin:S3cret@cam/ir")
+    assert not warn_if_same_source("rtsp://cam/ir", "rtsp://cam/vis")
+    assert not warn_if_same_source("clip.mp4", str(tmp_path))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3 and "S3cret" not in caplog.text
+    assert warnings[2] == "--ir and --vis are the same source (rtsp://admin:***@cam/ir): the output is that input fused with itself"
