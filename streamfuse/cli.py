@@ -399,7 +399,7 @@ def cmd_run(args) -> int:
     config = make_config(args.config, **overrides).validate()
     warn_if_same_source(config.ir, config.vis)
     pipeline = Pipeline(config)
-    with stop_on_signals(pipeline.stop):
+    with stop_on_signals(pipeline.stop, pipeline.abort):
         try:
             stats = pipeline.run()
         except (StreamfuseError, KeyboardInterrupt):

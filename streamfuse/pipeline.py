@@ -156,6 +156,12 @@ class Pipeline:
             self._hurry.set()
         self._stop.set()
 
+    def abort(self) -> None:
+        """Finish now: every stage quits, frames still queued for the outputs are left out, the outputs
+        are closed (a second Ctrl-C). Signal-safe."""
+        self.stop("interrupted")
+        self._abort.set()
+
     def _fail(self, exc: BaseException, abort: bool = False) -> None:
         with self._lock:
             if self._error is None:
@@ -516,21 +522,28 @@ class StatusReporter:
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop):
-    """SIGINT/SIGTERM call ``stop("interrupted")`` (a clean finish); a second signal aborts with
-    KeyboardInterrupt (the output is still closed). Handlers are installed only from the main thread."""
+def stop_on_signals(stop, abort=None):
+    """SIGINT/SIGTERM: the first calls ``stop("interrupted")`` (a clean finish), the second ``abort()``
+    (the output is still closed, without the frames queued for it), a third raises KeyboardInterrupt.
+    Handlers are installed only from the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     seen = []
 
     def handler(signum, _frame):
-        if seen:
-            raise KeyboardInterrupt
         seen.append(signum)
-        print(f"\n{signal.Signals(signum).name}: stopping; writing the frames fused so far and closing the output "
-              "(send it again to abort)", file=sys.stderr)
-        stop("interrupted")
+        name = signal.Signals(signum).name
+        if len(seen) == 1:
+            print(f"\n{name}: stopping; writing the frames fused so far and closing the output "
+                  "(send it again to abort)", file=sys.stderr)
+            stop("interrupted")
+        elif len(seen) == 2 and abort is not None:
+            print(f"\n{name}: aborting; closing the output without the frames still queued for it "
+                  "(send it again to quit at once)", file=sys.stderr)
+            abort()
+        else:
+            raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -100,7 +100,7 @@ def run_soak(minutes: float = 10.0, restart_every: float = 60.0, size: tuple[int
     restarts = 0
     t0 = time.monotonic()
     try:
-        with stop_on_signals(pipeline.stop):
+        with stop_on_signals(pipeline.stop, pipeline.abort):
             while runner.is_alive():
                 runner.join(0.5)
                 elapsed = time.monotonic() - t0

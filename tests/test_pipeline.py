@@ -299,6 +299,36 @@ def test_ctrl_c_leaves_a_playable_file_with_every_fused_frame(media, tmp_path):
 
 
 @pytest.mark.rtsp
+def test_abort_mid_run_still_closes_a_playable_file(media, fuser, tmp_path):
+    """What a second Ctrl-C does: every stage quits at once, and the file is still closed and decodes."""
+    from streamfuse.pipeline import Pipeline
+
+    out = tmp_path / "fused.mp4"
+    pipe = Pipeline(config(media, "ir_long", "vis_long", out), fuser=fuser)
+    runner = threading.Thread(target=pipe.run)
+    runner.start()
+    deadline = time.monotonic() + 120
+    while pipe.stats.written == 0 and runner.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pipe.abort()
+    runner.join(60)
+    assert not runner.is_alive() and pipe.stats.stopped_by == "interrupted"
+    assert 0 < pipe.stats.written < 120 and len(decode_clip(out)[0]) == pipe.stats.written
+
+
+def test_first_signal_stops_second_aborts_third_quits():
+    from streamfuse.pipeline import stop_on_signals
+
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        with stop_on_signals(lambda reason: calls.append(("stop", reason)), lambda: calls.append(("abort",))):
+            for _ in range(3):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler runs in the main thread between bytecodes
+    assert calls == [("stop", "interrupted"), ("abort",)]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
 def test_rtsp_reconnect_keeps_every_fused_frame(media, fast_fuser, rtsp_server, tmp_path):
     """Both streams from a real RTSP server; the server dies mid-stream and comes back: the pipeline
     reconnects (counted) and the output holds every frame it fused."""
