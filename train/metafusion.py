@@ -39,7 +39,7 @@ from train.config import PairConfig
 
 @dataclass(kw_only=True)
 class Config(PairConfig):
-    channels: int  # feature width (the registry builds 16)
+    channels: int  # feature width c (the first conv gives 2c channels; the paper: 32)
     blocks: int  # feature extraction blocks per source
     rcms: int  # residual compensation modules
     ir_scales: list[float]  # the IR input is the HR patch down-scaled by one of these

@@ -7,6 +7,7 @@ register_model(ModelSpec(
     builder="streamfuse.models.pyrfuse:build",
     summary="real-time CPU default: a small CNN at 1/8 resolution weighs the pyramid base, choose-max details",
     pad_multiple=16,  # 2**LEVELS (streamfuse/models/pyrfuse.py)
+    arch_keys=("width",),
 ))
 
 register_model(ModelSpec(
@@ -51,6 +52,7 @@ register_model(ModelSpec(
     variants=("x1", "x2", "x4"),
     ir_scale=1,
     extra={"ir_scale": {"x2": 2, "x4": 4}},  # one set of weights; each variant's graph fixes its IR scale
+    arch_keys=("channels", "blocks", "rcms"),
 ))
 
 # Untrained baselines (streamfuse/models/baselines.py): no weights; their ONNX graphs ship in engines/.

@@ -90,5 +90,5 @@ class PyrFuse(nn.Module):
         return fused.clamp(0.0, 1.0)
 
 
-def build(variant: str = "default") -> nn.Module:
-    return PyrFuse()
+def build(variant: str = "default", width: int = 16) -> nn.Module:
+    return PyrFuse(width=width)

@@ -72,7 +72,7 @@ def cli_command() -> str:
 class ModelSpec:
     name: str
     paper: str
-    builder: str  # "package.module:callable"; called as builder(variant=...) -> torch.nn.Module
+    builder: str  # "package.module:callable"; called as builder(variant=..., **arch) -> torch.nn.Module
     summary: str = ""
     trained: bool = True  # False for baselines (no weights to load)
     variants: tuple[str, ...] = ("default",)  # first one is the default
@@ -85,6 +85,9 @@ class ModelSpec:
     speed_only: bool = False
     # False when the graph needs float32 (FP16 cannot hold what it computes); FP16 checks skip it
     fp16: bool = True
+    # training-config keys that shape the network (widths, depths): build() passes them to the builder
+    # from the shipped weights' record engines/<name>.json, so the module always matches those weights
+    arch_keys: tuple[str, ...] = ()
 
     @property
     def default_variant(self) -> str:
@@ -135,7 +138,9 @@ class ModelSpec:
                     f"model '{self.name}' on the torch backend needs PyTorch: {install_hint('torch')}"
                 ) from exc
             raise
-        model = builder(variant=variant)
+        record = self.training_record() if self.arch_keys else None
+        arch = {k: record["config"][k] for k in self.arch_keys if record and k in record.get("config", {})}
+        model = builder(variant=variant, **arch)
         if self.trained and load_weights:
             import torch
 

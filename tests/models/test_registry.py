@@ -99,3 +99,18 @@ def test_missing_graph_hint_fits_the_situation(tmp_path, monkeypatch):
     assert f"STREAMFUSE_ENGINES={tmp_path}" in msg and "train it: python -m train tlgan" in msg
     assert "export it" not in msg
     assert graph_not_found(tmp_path / "x.onnx") == f"{tmp_path / 'x.onnx'}: ONNX graph not found"
+
+
+def test_build_takes_the_network_shape_from_the_shipped_record(tmp_path, monkeypatch):
+    """Weights of another width (e.g. MetaFusion at the paper's 64 channels) load by name, no code change."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    from streamfuse.models import get_model
+    from streamfuse.models.metafusion import MetaFusion
+
+    monkeypatch.setenv("STREAMFUSE_ENGINES", str(tmp_path))
+    torch.save(MetaFusion(channels=8, blocks=2).state_dict(), tmp_path / "metafusion.pt")
+    (tmp_path / "metafusion.json").write_text(json.dumps({"config": {"channels": 8, "blocks": 2, "rcms": 2}}))
+    model = get_model("metafusion").build("x2")
+    assert model.features.entry[0].out_channels == 16 and len(model.features.blocks) == 2
