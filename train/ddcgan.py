@@ -3,9 +3,13 @@
 Per step, on a batch of aligned random patches (IR i at full patch size, visible v):
 - Multi-resolution step (the paper): the generator gets the IR down-sampled 4x (psi = two 2x2
   average-poolings, the same operator the loss uses) and the full-size visible patch.
-  Content loss  L_con = ||psi f - psi i||_F^2 / (h w) + eta ||f - v||_TV / (H W).
+  Content loss  L_con = ||psi f - psi i||_F^2 + eta ||f - v||_TV.
 - Same-resolution step (a fraction ``same_res_fraction`` of the steps; the TIP 2020 version): the
-  generator gets the full-size IR; L_con = ||f - i||_F^2 / (H W) + eta ||f - v||_TV / (H W).
+  generator gets the full-size IR; L_con = ||f - i||_F^2 + eta ||f - v||_TV.
+- Both norms are sums over the patch's pixels (averaged over the batch), as the paper writes them
+  and the authors' code computes them: lambda weighs a sum against the adversarial loss, so with
+  per-pixel means lambda 0.8 would weigh the content ~400x (intensity, 21x21 values) to ~7000x
+  (TV, 84x84) less than the paper does.
 - D_v judges the gradient (4-neighbour Laplacian, train/losses.gradient) of f against that of v;
   D_i judges psi f against the low-resolution IR psi i. Non-saturating GAN losses:
   L_D = -log D(real) - log(1 - D(fake)); generator L_adv = -log D_v(grad f) - log D_i(psi f);
@@ -42,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamfuse.models.ddcgan import VARIANT_RATIO, DDcGANGenerator
+from streamfuse.models.ddcgan import GENERATORS, VARIANT_RATIO, DDcGANGenerator
 from train import harness
 from train.config import PairConfig
 from train.losses import gradient, stronger_gradient
@@ -50,6 +54,7 @@ from train.losses import gradient, stronger_gradient
 
 @dataclass(kw_only=True)
 class Config(PairConfig):
+    generator: Literal["authors", "lite"]  # streamfuse/models/ddcgan.py
     warmup_steps: int = 0  # the first steps train G on the content loss alone (no D)
     same_res_fraction: float  # share of steps with a full-size IR (variant x1, same weights)
     lam: float  # lambda, weight of the content loss against the adversarial loss
@@ -85,18 +90,23 @@ def psi(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(F.avg_pool2d(x, 2), 2)
 
 
+def image_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over each image's pixels, mean over the batch."""
+    return x.flatten(1).sum(1).mean()
+
+
 def tv_norm(x: torch.Tensor) -> torch.Tensor:
-    """Isotropic total variation per pixel: mean of sqrt(dx^2 + dy^2)."""
+    """Isotropic total variation: sum of sqrt(dx^2 + dy^2) over each image, mean over the batch."""
     dx = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
     dy = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
-    return torch.sqrt(dx * dx + dy * dy + 1e-8).mean()
+    return image_sum(torch.sqrt(dx * dx + dy * dy + 1e-8))
 
 
 def gradient_distance(f: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
-    """Mean of |grad f - (gx, gy)| per pixel (forward differences, as tv_norm)."""
+    """Sum of |grad f - (gx, gy)| over each image (forward differences, as tv_norm), mean over the batch."""
     dx = f[:, :, :-1, 1:] - f[:, :, :-1, :-1] - gx
     dy = f[:, :, 1:, :-1] - f[:, :, :-1, :-1] - gy
-    return torch.sqrt(dx * dx + dy * dy + 1e-8).mean()
+    return image_sum(torch.sqrt(dx * dx + dy * dy + 1e-8))
 
 
 def content_loss(f: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, ratio: int, eta: float,
@@ -107,7 +117,7 @@ def content_loss(f: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, ratio: in
     pixel, the stronger of the visible's and the IR's gradient (of the IR the generator sees: psi(ir)
     bilinearly up-sampled in the x4 step), so texture only the IR shows is kept too.
     """
-    intensity = F.mse_loss(psi(f), psi(ir)) if ratio == 4 else F.mse_loss(f, ir)
+    intensity = image_sum((psi(f) - psi(ir)) ** 2) if ratio == 4 else image_sum((f - ir) ** 2)
     if tv_target == "vis":
         tv = tv_norm(f - vis)
     elif tv_target == "stronger":
@@ -143,7 +153,7 @@ class Trainer(harness.Trainer):
 
     def __init__(self, cfg: Config, data, device: str):
         self.cfg, self.data, self.device = cfg, data, device
-        self.g = DDcGANGenerator(ratio=4).to(device)
+        self.g = GENERATORS[cfg.generator](ratio=4).to(device)
         self.dv = Discriminator().to(device)
         self.di = Discriminator().to(device)
         self.opt_g = tf_rmsprop(self.g, cfg.lr)

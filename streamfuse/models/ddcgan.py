@@ -13,9 +13,15 @@ fused by the authors' generator (their public code; ~1.1M parameters):
 - Every conv but the last is followed by BatchNorm and ReLU; all convs use reflect padding (so the
   borders do not darken); the output is ``tanh(x) / 2 + 0.5``, in [0, 1].
 
-Everything runs at full resolution: 1.1M multiply-adds per pixel, ~360 GMACs for a 640x512 frame
-(about 10 s per frame on one CPU core; a GPU model). The paper's figure draws strided convs and
+Everything runs at full resolution: 1.1M multiply-adds per pixel, 718 GFLOPs for a 640x512 frame
+(about 6 s per frame on one CPU core; a GPU model). The paper's figure draws strided convs and
 U-Net skips; the authors' code, followed here, has neither.
+
+``generator="lite"`` is a CPU-sized alternative: the paper figure's strided U-Net (encoder 2 -> 32
+-> 48 -> 48 -> 96 -> 96 with strides 1, 2, 1, 2, 1; decoder with two nearest x2 up-samplings and
+skips from the full-, half- and quarter-resolution encoder maps), 0.38M parameters, 27 GFLOPs at
+640x512. Which one the registry builds is the ``generator`` key of the shipped weights' training
+record (``engines/ddcgan.json``; a record without it is the lite one).
 
 Same-resolution mode: ``ratio=1`` skips the IR up-sampling; the weights are shared with ``ratio=4``
 (nearest up-sampling has no parameters). A fraction of the training steps feed the full-size IR with
@@ -32,11 +38,13 @@ RATIOS = (1, 4)
 GROWTH = 48  # channels of the first conv and of each dense conv
 DENSE = 4
 DECODER = (240, 128, 64, 32)
+LITE_ENCODER = (32, 48, 48, 96, 96)
+LITE_STRIDES = (1, 2, 1, 2, 1)
 
 
-def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect", bias=False),
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, padding_mode="reflect", bias=False),
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     )
@@ -63,16 +71,51 @@ class DDcGANGenerator(nn.Module):
     def upsample_ir(self, ir: torch.Tensor) -> torch.Tensor:
         return up2(up2(ir)) if self.ratio == 4 else ir
 
-    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        x = self.entry(torch.cat([vis, self.upsample_ir(ir)], dim=1))
+    def fuse_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.entry(x)
         for layer in self.dense:
             x = torch.cat([x, layer(x)], dim=1)
+        return self.decoder(x)
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        y = self.fuse_features(torch.cat([vis, self.upsample_ir(ir)], dim=1))
         # float(): under bf16 autocast (training) the output keeps fp32 resolution for the gradient losses
-        return torch.tanh(self.decoder(x).float()) / 2 + 0.5
+        return torch.tanh(y.float()) / 2 + 0.5
+
+
+class DDcGANLiteGenerator(DDcGANGenerator):
+    """The strided U-Net of the paper's figure at CPU widths (see the module docstring)."""
+
+    def __init__(self, ratio: int = 4):
+        nn.Module.__init__(self)
+        if ratio not in RATIOS:
+            raise ValueError(f"DDcGAN ratio must be one of {RATIOS}, got {ratio}")
+        self.ratio = ratio
+        c1, c2, c3, c4, c5 = LITE_ENCODER
+        chans = (2, *LITE_ENCODER)
+        self.encoder = nn.ModuleList(conv_bn_relu(chans[k], chans[k + 1], LITE_STRIDES[k]) for k in range(5))
+        self.d1 = conv_bn_relu(c5, c5)
+        self.d2 = conv_bn_relu(c5 + c4, c3)
+        self.d3 = conv_bn_relu(c3 + c3, c3)
+        self.d4 = conv_bn_relu(c3, c1)
+        self.d5 = nn.Conv2d(c1 + c1, 1, 3, padding=1, padding_mode="reflect")
+
+    def fuse_features(self, x: torch.Tensor) -> torch.Tensor:
+        feats = []
+        for layer in self.encoder:
+            x = layer(x)
+            feats.append(x)
+        e1, _, e3, e4, e5 = feats
+        y = self.d2(torch.cat([self.d1(e5), e4], dim=1))
+        y = self.d4(self.d3(torch.cat([up2(y), e3], dim=1)))
+        return self.d5(torch.cat([up2(y), e1], dim=1))
+
+
+GENERATORS = {"authors": DDcGANGenerator, "lite": DDcGANLiteGenerator}
 
 
 VARIANT_RATIO = {"x4": 4, "x1": 1}
 
 
-def build(variant: str = "x4") -> DDcGANGenerator:
-    return DDcGANGenerator(ratio=VARIANT_RATIO[variant])
+def build(variant: str = "x4", generator: str = "lite") -> DDcGANGenerator:
+    return GENERATORS[generator](ratio=VARIANT_RATIO[variant])

@@ -21,9 +21,10 @@ def tiny_batch(n=4, size=32, seed=0):
 def test_psi_and_tv():
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     assert psi(x).item() == pytest.approx(x.mean().item())
-    assert tv_norm(torch.ones(1, 1, 8, 8)).item() == pytest.approx(0.0, abs=1e-3)
-    ramp = torch.arange(8.0).repeat(8, 1)[None, None]  # d/dx = 1 everywhere
-    assert tv_norm(ramp).item() == pytest.approx(1.0, abs=1e-3)
+    assert tv_norm(torch.ones(1, 1, 8, 8)).item() == pytest.approx(0.0, abs=1e-2)
+    ramp = torch.arange(8.0).repeat(8, 1)[None, None]  # d/dx = 1 at each of the 7 x 7 differences
+    assert tv_norm(ramp).item() == pytest.approx(49.0, abs=1e-2)
+    assert tv_norm(torch.cat([ramp, 3 * ramp])).item() == pytest.approx(98.0, abs=1e-2)  # a sum per image, batch mean
 
 
 def test_content_loss_is_zero_for_the_ideal_fusion():
@@ -32,7 +33,7 @@ def test_content_loss_is_zero_for_the_ideal_fusion():
     vis = (0.5 + checker)[None, None]
     ir = torch.full_like(vis, 0.8)
     con, intensity, tv = content_loss(vis - 0.5 + ir, ir, vis, ratio=4, eta=3.0)
-    assert intensity.item() == pytest.approx(0.0, abs=1e-8) and tv.item() < 1e-3
+    assert intensity.item() == pytest.approx(0.0, abs=1e-8) and tv.item() < 0.05  # 225 x sqrt(eps) = 0.0225
 
 
 def test_stronger_gradient_target_keeps_ir_only_texture():
@@ -40,8 +41,8 @@ def test_stronger_gradient_target_keeps_ir_only_texture():
     ir = (0.5 + checker)[None, None]  # texture only the IR shows
     vis = torch.full_like(ir, 0.3)
     # f = ir: the paper's term (towards the flat visible's gradients) penalises it, "stronger" does not
-    assert content_loss(ir, ir, vis, ratio=1, eta=3.0)[2].item() > 0.1
-    assert content_loss(ir, ir, vis, ratio=1, eta=3.0, tv_target="stronger")[2].item() < 1e-3
+    assert content_loss(ir, ir, vis, ratio=1, eta=3.0)[2].item() > 10
+    assert content_loss(ir, ir, vis, ratio=1, eta=3.0, tv_target="stronger")[2].item() < 0.05
     with pytest.raises(ValueError, match="tv_target"):
         content_loss(ir, ir, vis, ratio=1, eta=3.0, tv_target="sobel")
 
