@@ -20,6 +20,17 @@ def test_architecture_follows_the_authors_code():
     assert 1_050_000 < sum(p.numel() for p in g.parameters()) < 1_150_000  # the authors' ~1.1M
 
 
+def test_inference_normalises_each_image_by_its_own_statistics():
+    from streamfuse.models.ddcgan import ImageStatsNorm
+
+    norm = ImageStatsNorm(3).eval()
+    norm.running_mean.fill_(5.0)  # running averages are ignored at inference
+    x = torch.rand(2, 3, 8, 8) * 4 + 1
+    y = norm(x)
+    assert torch.allclose(y.mean((2, 3)), torch.zeros(2, 3), atol=1e-5)
+    assert torch.allclose(y[1:], norm(x[1:]))  # each image alone: the batch does not matter
+
+
 def test_lite_generator_is_the_papers_strided_u_net():
     g = build("x4", generator="lite")
     convs = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)]
