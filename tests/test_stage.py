@@ -108,11 +108,14 @@ def test_homography_registration_with_output_size(average, depth, colour):
 
 @pytest.mark.parametrize("model, variant", [("res2netfuse", "l1"), ("ddcgan", "x4"), ("ddpatchgan", "default")])
 def test_models_with_padding_and_a_smaller_ir_grid(model, variant):
-    """Real networks (untrained weights) on an odd-sized crop with a real homography: padding to the
-    model's multiple (DDcGAN 4, DDPatchGAN 8) and the 1/4 IR grid of DDcGAN x4."""
+    """Real networks on an odd-sized crop with a real homography: padding to the model's multiple
+    (DDcGAN 4, DDPatchGAN 8) and the 1/4 IR grid of DDcGAN x4. Untrained weights, except DDcGAN's:
+    its generator normalises each image by its own statistics, which on random weights amplifies
+    the last-bit differences of the two stages' warps into noise (mean 0.76 levels; trained: 0.08)."""
     ir, vis = still_pair()
     ir, vis = np.ascontiguousarray(ir[::4, ::4][:101, :141]), np.ascontiguousarray(vis[::4, ::4][:101, :141])
-    fuser = untrained(model, variant)
+    spec = get_model(model)
+    fuser = TorchFuser(spec, variant) if model == "ddcgan" else untrained(model, variant)
     ref = CpuStage(fuser, rig(141, 101)).process(ir, vis).fused
     out = GpuStage(fuser, rig(141, 101), device="cpu").process(ir, vis).fused
     assert_close(out, ref, mean_max=0.1, abs_max=3)
