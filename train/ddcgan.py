@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamfuse.models.ddcgan import GENERATORS, VARIANT_RATIO, DDcGANGenerator
+from streamfuse.models.ddcgan import GENERATORS, VARIANT_RATIO, RatioGenerator
 from train import harness
 from train.config import PairConfig
 from train.losses import gradient, stronger_gradient
@@ -231,7 +231,7 @@ class Trainer(harness.Trainer):
         return {"ratio": ratio, "loss_g": loss_g.item(), "adv_g": adv.item(), "con": con.item(), "int": intensity.item(),
                 "tv": tv.item(), "loss_dv": loss_dv, "loss_di": loss_di, "extra_d": extra_d, "extra_g": extra_g}
 
-    def validation_loss(self, module: DDcGANGenerator) -> float:
+    def validation_loss(self, module: RatioGenerator) -> float:
         """The paper's content loss (x4, eval mode) on ``val_batch`` fixed ``val_patch`` crops of the training split."""
         if self.val_batch is None:
             self.val_batch = self.data.pairs.sample_batch(self.cfg.val_batch, self.cfg.val_patch,
@@ -242,6 +242,6 @@ class Trainer(harness.Trainer):
         with torch.no_grad():
             return float(content_loss(module(psi(ir), vis), ir, vis, 4, self.cfg.eta, self.cfg.tv_target)[0])
 
-    def export_module(self, variant: str) -> DDcGANGenerator:
+    def export_module(self, variant: str) -> RatioGenerator:
         self.g.ratio = VARIANT_RATIO[variant]
         return self.g

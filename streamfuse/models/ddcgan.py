@@ -70,29 +70,18 @@ def up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
-class DDcGANGenerator(nn.Module):
-    """forward(ir, vis) -> fused. vis: N x 1 x H x W; ir: N x 1 x H/ratio x W/ratio; all in [0, 1]."""
+class RatioGenerator(nn.Module):
+    """What both generators share: the IR ratio, its nearest up-sampling, the tanh output; each
+    subclass defines ``fuse_features`` (its network). forward(ir, vis) -> fused. vis: N x 1 x H x W; ir: N x 1 x H/ratio x W/ratio; all in [0, 1]."""
 
     def __init__(self, ratio: int = 4):
         super().__init__()
         if ratio not in RATIOS:
             raise ValueError(f"DDcGAN ratio must be one of {RATIOS}, got {ratio}")
         self.ratio = ratio
-        self.entry = conv_bn_relu(2, GROWTH, norm=ImageStatsNorm)
-        self.dense = nn.ModuleList(conv_bn_relu(GROWTH * (k + 1), GROWTH, norm=ImageStatsNorm) for k in range(DENSE))
-        chans = (GROWTH * (DENSE + 1), *DECODER)
-        self.decoder = nn.Sequential(*(conv_bn_relu(chans[k], chans[k + 1], norm=ImageStatsNorm)
-                                       for k in range(len(DECODER))),
-                                     nn.Conv2d(chans[-1], 1, 3, padding=1, padding_mode="reflect"))
 
     def upsample_ir(self, ir: torch.Tensor) -> torch.Tensor:
         return up2(up2(ir)) if self.ratio == 4 else ir
-
-    def fuse_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.entry(x)
-        for layer in self.dense:
-            x = torch.cat([x, layer(x)], dim=1)
-        return self.decoder(x)
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         y = self.fuse_features(torch.cat([vis, self.upsample_ir(ir)], dim=1))
@@ -100,14 +89,30 @@ class DDcGANGenerator(nn.Module):
         return torch.tanh(y.float()) / 2 + 0.5
 
 
-class DDcGANLiteGenerator(DDcGANGenerator):
+class DDcGANGenerator(RatioGenerator):
+    """The authors' generator (see the module docstring)."""
+
+    def __init__(self, ratio: int = 4):
+        super().__init__(ratio)
+        self.entry = conv_bn_relu(2, GROWTH, norm=ImageStatsNorm)
+        self.dense = nn.ModuleList(conv_bn_relu(GROWTH * (k + 1), GROWTH, norm=ImageStatsNorm) for k in range(DENSE))
+        chans = (GROWTH * (DENSE + 1), *DECODER)
+        self.decoder = nn.Sequential(*(conv_bn_relu(chans[k], chans[k + 1], norm=ImageStatsNorm)
+                                       for k in range(len(DECODER))),
+                                     nn.Conv2d(chans[-1], 1, 3, padding=1, padding_mode="reflect"))
+
+    def fuse_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.entry(x)
+        for layer in self.dense:
+            x = torch.cat([x, layer(x)], dim=1)
+        return self.decoder(x)
+
+
+class DDcGANLiteGenerator(RatioGenerator):
     """The strided U-Net of the paper's figure at CPU widths (see the module docstring)."""
 
     def __init__(self, ratio: int = 4):
-        nn.Module.__init__(self)
-        if ratio not in RATIOS:
-            raise ValueError(f"DDcGAN ratio must be one of {RATIOS}, got {ratio}")
-        self.ratio = ratio
+        super().__init__(ratio)
         c1, c2, c3, c4, c5 = LITE_ENCODER
         chans = (2, *LITE_ENCODER)
         self.encoder = nn.ModuleList(conv_bn_relu(chans[k], chans[k + 1], LITE_STRIDES[k]) for k in range(5))
@@ -134,5 +139,5 @@ GENERATORS = {"authors": DDcGANGenerator, "lite": DDcGANLiteGenerator}
 VARIANT_RATIO = {"x4": 4, "x1": 1}
 
 
-def build(variant: str = "x4", generator: str = "lite") -> DDcGANGenerator:
+def build(variant: str = "x4", generator: str = "lite") -> RatioGenerator:
     return GENERATORS[generator](ratio=VARIANT_RATIO[variant])
