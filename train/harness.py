@@ -176,10 +176,10 @@ def _nanmean(values) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def save_checkpoint(path: Path, cfg: TrainConfig, step: int, seconds: float, trainer: Trainer,
+def save_checkpoint(path: Path, cfg: TrainConfig, step: int, seconds: float, runs: list[dict], trainer: Trainer,
                     rng: np.random.Generator, gen: torch.Generator) -> None:
     state = {
-        "schema": CHECKPOINT_SCHEMA, "model": cfg.model, "step": step, "seconds": seconds,
+        "schema": CHECKPOINT_SCHEMA, "model": cfg.model, "step": step, "seconds": seconds, "runs": runs,
         "modules": {k: m.state_dict() for k, m in trainer.modules.items()},
         "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
         "rng": {"torch": torch.get_rng_state(), "numpy_global": np.random.get_state(), "python": random.getstate(),
@@ -192,8 +192,9 @@ def save_checkpoint(path: Path, cfg: TrainConfig, step: int, seconds: float, tra
 
 
 def load_checkpoint(path: Path, cfg: TrainConfig, trainer: Trainer, rng: np.random.Generator,
-                    gen: torch.Generator) -> tuple[int, float]:
-    """Restore modules, optimisers and every random generator; returns (step, seconds trained so far)."""
+                    gen: torch.Generator) -> tuple[int, float, list[dict]]:
+    """Restore modules, optimisers and every random generator; returns (step, seconds trained so far,
+    the earlier runs: [{"from_step", "git_commit"}], empty for checkpoints written before runs were kept)."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or state.get("schema") != CHECKPOINT_SCHEMA:
         raise StreamfuseError(f"{path}: not a checkpoint of this trainer (schema {CHECKPOINT_SCHEMA}); "
@@ -212,7 +213,7 @@ def load_checkpoint(path: Path, cfg: TrainConfig, trainer: Trainer, rng: np.rand
     gen.set_state(r["torch_generator"])
     if r["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(r["cuda"])
-    return int(state["step"]), float(state["seconds"])
+    return int(state["step"]), float(state["seconds"]), list(state.get("runs", []))
 
 
 def train(cfg: TrainConfig, device: str = "cpu", run_dir: Path | None = None, out_dir: Path | None = None,
@@ -240,11 +241,13 @@ def fit(cfg: TrainConfig, device: str, run_dir: Path, resume: bool = False) -> t
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.pt"
-    start, seconds_before = 0, 0.0
+    start, seconds_before, runs = 0, 0.0, []
     if resume and ckpt.exists():
-        start, seconds_before = load_checkpoint(ckpt, cfg, trainer, rng, gen)
+        start, seconds_before, runs = load_checkpoint(ckpt, cfg, trainer, rng, gen)
     elif resume:
         print(f"{cfg.model}: no checkpoint at {ckpt}, starting at step 0")
+    # each run of a resumed schedule may start from another commit: the record lists them all
+    runs = [*runs, {"from_step": start, "git_commit": commit}]
     if start == 0:
         for old in run_dir.glob("snapshot_*.pt"):  # another run's candidates must not compete
             old.unlink()
@@ -265,7 +268,7 @@ def fit(cfg: TrainConfig, device: str, run_dir: Path, resume: bool = False) -> t
             window = []
             bar.set_postfix({k: f"{v:.4g}" for k, v in list(last_logged.items())[:3]})
         if done % cfg.checkpoint_every == 0 or done == total or out_of_time:
-            save_checkpoint(ckpt, cfg, done, clock.seconds(), trainer, rng, gen)
+            save_checkpoint(ckpt, cfg, done, clock.seconds(), runs, trainer, rng, gen)
         if cfg.snapshot_every and done % cfg.snapshot_every == 0:
             torch.save(trainer.shipped.state_dict(), run_dir / f"snapshot_{done:06d}.pt")
         if out_of_time:
@@ -275,7 +278,7 @@ def fit(cfg: TrainConfig, device: str, run_dir: Path, resume: bool = False) -> t
     record = {
         "data": data.record(), "steps": done, "steps_planned": total, "resumed_from": start, "device": device,
         "train_seconds": round(seconds, 1), "final_losses": {k: round(v, 6) for k, v in last_logged.items()},
-        "loss_log": str(_relative(run_dir / "losses.csv")), "git_commit": commit,
+        "loss_log": str(_relative(run_dir / "losses.csv")), "git_commit": commit, "runs": runs,
     }
     metrics = trainer.final_metrics()
     if metrics:

@@ -74,6 +74,18 @@ def test_record_names_the_commit_the_training_started_from(tmp_path, monkeypatch
     assert record["git_commit"] == "a" * 40
 
 
+def test_a_resumed_record_lists_the_commit_of_every_run(tmp_path, monkeypatch):
+    from train import harness
+
+    cfg = tiny_config("tlgan", tmp_path, steps=1)
+    monkeypatch.setattr(harness, "git_commit", lambda: "a" * 40)
+    train(cfg, run_dir=tmp_path / "run", out_dir=tmp_path / "out")
+    monkeypatch.setattr(harness, "git_commit", lambda: "b" * 40)
+    record = train(dataclasses.replace(cfg, steps=3), run_dir=tmp_path / "run", out_dir=tmp_path / "out", resume=True)
+    assert record["git_commit"] == "b" * 40
+    assert record["runs"] == [{"from_step": 0, "git_commit": "a" * 40}, {"from_step": 1, "git_commit": "b" * 40}]
+
+
 def test_ship_writes_weights_every_variant_and_the_record(tmp_path):
     cfg = tiny_config("res2netfuse", tmp_path, steps=2)
     record = train(cfg, run_dir=tmp_path / "run", out_dir=tmp_path / "out")
