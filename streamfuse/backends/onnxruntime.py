@@ -23,22 +23,29 @@ class OnnxRuntimeFuser(Fuser):
         path = Path(onnx_path) if onnx_path else spec.onnx_path(variant)
         if not path.is_file():
             raise StreamfuseError(graph_not_found(path, None if onnx_path else spec))
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if device == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise StreamfuseError("onnxruntime has no CUDA provider here: pip install onnxruntime-gpu (and a CUDA driver)")
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
-            raise StreamfuseError(f"{path}: ONNX Runtime cannot load this graph ({str(exc).splitlines()[0]})") from None
+
+        def session(cpu_arena: bool):
+            opts = ort.SessionOptions()
+            if threads:
+                opts.intra_op_num_threads = threads
+                opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.enable_cpu_mem_arena = cpu_arena
+            try:
+                return ort.InferenceSession(str(path), opts, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+                raise StreamfuseError(f"{path}: ONNX Runtime cannot load this graph ({str(exc).splitlines()[0]})") from None
+
+        self.session = session(spec.cpu_arena)
         self.spec, self.variant = spec_for_graph(self.session.get_modelmeta().custom_metadata_map, spec, variant, path)
+        if self.spec.cpu_arena != spec.cpu_arena:  # the graph is another model than the one asked for
+            self.session = session(self.spec.cpu_arena)
         self.path = path
 
     def _run(self, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ register_model(ModelSpec(
     pad_multiple=4,  # variant x4: the IR is a quarter of the visible in each direction
     extra={"ir_scale": {"x1": 1}},  # variant x1: same weights, IR at the visible size
     arch_keys=("generator",),
+    cpu_arena=False,
 ))
 
 register_model(ModelSpec(
@@ -54,6 +55,7 @@ register_model(ModelSpec(
     ir_scale=1,
     extra={"ir_scale": {"x2": 2, "x4": 4}},  # one set of weights; each variant's graph fixes its IR scale
     arch_keys=("channels", "blocks", "rcms"),
+    cpu_arena=False,
 ))
 
 # Untrained baselines (streamfuse/models/baselines.py): no weights; their ONNX graphs ship in engines/.

@@ -35,10 +35,9 @@ general (gather) path, in torch only.
 
 Deviations from the paper and the authors' code, and why:
 - Width and depth are the ``channels``/``blocks`` arguments: the paper's c = 32 (a 64-channel first
-  conv) and 6 FEBs cost ~1.6 TFLOPs for a 640x512 pair (x1; 2.0M parameters), the ``lite``
-  c = 16 and 3 FEBs 208 GFLOPs. The registry builds whatever the shipped weights' record
-  (``engines/metafusion.json``) says (``train/configs/metafusion.yaml`` trains the paper's width,
-  ``metafusion_lite.yaml`` the lite one).
+  conv) and 6 FEBs, shipped, cost ~1.6 TFLOPs for a 640x512 pair (x1; 2.0M parameters); c = 16 and
+  3 FEBs would cost 208 GFLOPs. The registry builds whatever the shipped weights' record
+  (``engines/metafusion.json``) says (``train/configs/metafusion.yaml`` trains the paper's width).
 - Gray input and output (1 channel; the code feeds 3-channel images): streamfuse fuses the luma.
 - MLP input (dy, dx, 1/ry, 1/rx) with a scale per axis (the paper: one scale r), so outputs with
   another aspect ratio than the input (e.g. 333x211 from 160x120) are handled exactly.

@@ -85,6 +85,10 @@ class ModelSpec:
     speed_only: bool = False
     # False when the graph needs float32 (FP16 cannot hold what it computes); FP16 checks skip it
     fp16: bool = True
+    # False for graphs that keep many full-resolution wide tensors alive at once: ONNX Runtime's CPU arena
+    # grows in doubling chunks and keeps them (DDcGAN and MetaFusion at 1280x1024: 11-12 GB with it,
+    # 3.8-4.5 GB without, at the same speed); small graphs run faster with it (fewer page faults)
+    cpu_arena: bool = True
     # training-config keys that shape the network (widths, depths): build() passes them to the builder
     # from the shipped weights' record engines/<name>.json, so the module always matches those weights
     arch_keys: tuple[str, ...] = ()

@@ -12,7 +12,7 @@ from train.config import read_config  # noqa: E402
 from train.harness import REPO, fit, train  # noqa: E402
 from train.metafusion import compute_losses, contrast_loss, downsample, draw_offsets, draw_scales, lr_size  # noqa: E402
 
-CFG = read_config(REPO / "train" / "configs" / "metafusion_lite.yaml")
+CFG = read_config(REPO / "train" / "configs" / "metafusion.yaml")
 
 
 def tiny_batch(n=2, size=24, seed=0):
