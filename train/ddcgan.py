@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamfuse.models.ddcgan import GENERATORS, VARIANT_RATIO, RatioGenerator
+from streamfuse.models.ddcgan import VARIANT_RATIO, DDcGANGenerator
 from train import harness
 from train.config import PairConfig
 from train.losses import gradient, stronger_gradient
@@ -54,7 +54,6 @@ from train.losses import gradient, stronger_gradient
 
 @dataclass(kw_only=True)
 class Config(PairConfig):
-    generator: Literal["authors", "lite"]  # streamfuse/models/ddcgan.py
     warmup_steps: int = 0  # the first steps train G on the content loss alone (no D)
     same_res_fraction: float  # share of steps with a full-size IR (variant x1, same weights)
     lam: float  # lambda, weight of the content loss against the adversarial loss
@@ -153,7 +152,7 @@ class Trainer(harness.Trainer):
 
     def __init__(self, cfg: Config, data, device: str):
         self.cfg, self.data, self.device = cfg, data, device
-        self.g = GENERATORS[cfg.generator](ratio=4).to(device)
+        self.g = DDcGANGenerator(ratio=4).to(device)
         self.dv = Discriminator().to(device)
         self.di = Discriminator().to(device)
         self.opt_g = tf_rmsprop(self.g, cfg.lr)
@@ -231,7 +230,7 @@ class Trainer(harness.Trainer):
         return {"ratio": ratio, "loss_g": loss_g.item(), "adv_g": adv.item(), "con": con.item(), "int": intensity.item(),
                 "tv": tv.item(), "loss_dv": loss_dv, "loss_di": loss_di, "extra_d": extra_d, "extra_g": extra_g}
 
-    def validation_loss(self, module: RatioGenerator) -> float:
+    def validation_loss(self, module: DDcGANGenerator) -> float:
         """The paper's content loss (x4, eval mode) on ``val_batch`` fixed ``val_patch`` crops of the training split."""
         if self.val_batch is None:
             self.val_batch = self.data.pairs.sample_batch(self.cfg.val_batch, self.cfg.val_patch,
@@ -242,6 +241,6 @@ class Trainer(harness.Trainer):
         with torch.no_grad():
             return float(content_loss(module(psi(ir), vis), ir, vis, 4, self.cfg.eta, self.cfg.tv_target)[0])
 
-    def export_module(self, variant: str) -> RatioGenerator:
+    def export_module(self, variant: str) -> DDcGANGenerator:
         self.g.ratio = VARIANT_RATIO[variant]
         return self.g

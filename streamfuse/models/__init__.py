@@ -37,12 +37,11 @@ register_model(ModelSpec(
     name="ddcgan",
     paper="Xu, Ma et al., Learning a generative model for fusing infrared and visible images via conditional GAN with dual discriminators (IJCAI 2019)",
     builder="streamfuse.models.ddcgan:build",
-    summary="the authors' dense generator (1.1M params) or a lite strided U-Net (0.38M), as the shipped record says; 1/4-size IR up-sampled inside (x4) or same-size IR (x1); dual discriminators in training",
+    summary="the authors' dense generator (1.1M params, full resolution), 1/4-size IR up-sampled inside (x4) or same-size IR (x1); dual discriminators in training",
     variants=("x4", "x1"),
     ir_scale=4,
     pad_multiple=4,  # variant x4: the IR is a quarter of the visible in each direction
     extra={"ir_scale": {"x1": 1}},  # variant x1: same weights, IR at the visible size
-    arch_keys=("generator",),
     cpu_arena=False,
 ))
 

@@ -18,12 +18,6 @@ Everything runs at full resolution: 1.1M multiply-adds per pixel, 718 GFLOPs for
 (about 6 s per frame on one CPU core; a GPU model). The paper's figure draws strided convs and
 U-Net skips; the authors' code, followed here, has neither.
 
-``generator="lite"`` is a CPU-sized alternative: the paper figure's strided U-Net (encoder 2 -> 32
--> 48 -> 48 -> 96 -> 96 with strides 1, 2, 1, 2, 1; decoder with two nearest x2 up-samplings and
-skips from the full-, half- and quarter-resolution encoder maps), 0.38M parameters, 27 GFLOPs at
-640x512. Which one the registry builds is the ``generator`` key of the shipped weights' training
-record (``engines/ddcgan.json``; a record without it is the lite one).
-
 Same-resolution mode: ``ratio=1`` skips the IR up-sampling; the weights are shared with ``ratio=4``
 (nearest up-sampling has no parameters). A fraction of the training steps feed the full-size IR with
 the same-resolution content loss of the TIP 2020 version (``||f - i||^2`` at full size), so one set
@@ -39,8 +33,6 @@ RATIOS = (1, 4)
 GROWTH = 48  # channels of the first conv and of each dense conv
 DENSE = 4
 DECODER = (240, 128, 64, 32)
-LITE_ENCODER = (32, 48, 48, 96, 96)
-LITE_STRIDES = (1, 2, 1, 2, 1)
 
 
 class ImageStatsNorm(nn.BatchNorm2d):
@@ -58,10 +50,10 @@ class ImageStatsNorm(nn.BatchNorm2d):
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
 
 
-def conv_bn_relu(cin: int, cout: int, stride: int = 1, norm=nn.BatchNorm2d) -> nn.Sequential:
+def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, padding_mode="reflect", bias=False),
-        norm(cout),
+        nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect", bias=False),
+        ImageStatsNorm(cout),
         nn.ReLU(inplace=True),
     )
 
@@ -70,74 +62,33 @@ def up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
-class RatioGenerator(nn.Module):
-    """What both generators share: the IR ratio, its nearest up-sampling, the tanh output; each
-    subclass defines ``fuse_features`` (its network). forward(ir, vis) -> fused. vis: N x 1 x H x W; ir: N x 1 x H/ratio x W/ratio; all in [0, 1]."""
+class DDcGANGenerator(nn.Module):
+    """forward(ir, vis) -> fused. vis: N x 1 x H x W; ir: N x 1 x H/ratio x W/ratio; all in [0, 1]."""
 
     def __init__(self, ratio: int = 4):
         super().__init__()
         if ratio not in RATIOS:
             raise ValueError(f"DDcGAN ratio must be one of {RATIOS}, got {ratio}")
         self.ratio = ratio
+        self.entry = conv_bn_relu(2, GROWTH)
+        self.dense = nn.ModuleList(conv_bn_relu(GROWTH * (k + 1), GROWTH) for k in range(DENSE))
+        chans = (GROWTH * (DENSE + 1), *DECODER)
+        self.decoder = nn.Sequential(*(conv_bn_relu(chans[k], chans[k + 1]) for k in range(len(DECODER))),
+                                     nn.Conv2d(chans[-1], 1, 3, padding=1, padding_mode="reflect"))
 
     def upsample_ir(self, ir: torch.Tensor) -> torch.Tensor:
         return up2(up2(ir)) if self.ratio == 4 else ir
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        y = self.fuse_features(torch.cat([vis, self.upsample_ir(ir)], dim=1))
-        # float(): under bf16 autocast (training) the output keeps fp32 resolution for the gradient losses
-        return torch.tanh(y.float()) / 2 + 0.5
-
-
-class DDcGANGenerator(RatioGenerator):
-    """The authors' generator (see the module docstring)."""
-
-    def __init__(self, ratio: int = 4):
-        super().__init__(ratio)
-        self.entry = conv_bn_relu(2, GROWTH, norm=ImageStatsNorm)
-        self.dense = nn.ModuleList(conv_bn_relu(GROWTH * (k + 1), GROWTH, norm=ImageStatsNorm) for k in range(DENSE))
-        chans = (GROWTH * (DENSE + 1), *DECODER)
-        self.decoder = nn.Sequential(*(conv_bn_relu(chans[k], chans[k + 1], norm=ImageStatsNorm)
-                                       for k in range(len(DECODER))),
-                                     nn.Conv2d(chans[-1], 1, 3, padding=1, padding_mode="reflect"))
-
-    def fuse_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.entry(x)
+        x = self.entry(torch.cat([vis, self.upsample_ir(ir)], dim=1))
         for layer in self.dense:
             x = torch.cat([x, layer(x)], dim=1)
-        return self.decoder(x)
-
-
-class DDcGANLiteGenerator(RatioGenerator):
-    """The strided U-Net of the paper's figure at CPU widths (see the module docstring)."""
-
-    def __init__(self, ratio: int = 4):
-        super().__init__(ratio)
-        c1, c2, c3, c4, c5 = LITE_ENCODER
-        chans = (2, *LITE_ENCODER)
-        self.encoder = nn.ModuleList(conv_bn_relu(chans[k], chans[k + 1], LITE_STRIDES[k]) for k in range(5))
-        self.d1 = conv_bn_relu(c5, c5)
-        self.d2 = conv_bn_relu(c5 + c4, c3)
-        self.d3 = conv_bn_relu(c3 + c3, c3)
-        self.d4 = conv_bn_relu(c3, c1)
-        self.d5 = nn.Conv2d(c1 + c1, 1, 3, padding=1, padding_mode="reflect")
-
-    def fuse_features(self, x: torch.Tensor) -> torch.Tensor:
-        feats = []
-        for layer in self.encoder:
-            x = layer(x)
-            feats.append(x)
-        e1, _, e3, e4, e5 = feats
-        y = self.d2(torch.cat([self.d1(e5), e4], dim=1))
-        y = self.d4(self.d3(torch.cat([up2(y), e3], dim=1)))
-        return self.d5(torch.cat([up2(y), e1], dim=1))
-
-
-GENERATORS = {"authors": DDcGANGenerator, "lite": DDcGANLiteGenerator}
+        # float(): under bf16 autocast (training) the output keeps fp32 resolution for the gradient losses
+        return torch.tanh(self.decoder(x).float()) / 2 + 0.5
 
 
 VARIANT_RATIO = {"x4": 4, "x1": 1}
 
 
-def build(variant: str = "x4", generator: str = "lite") -> RatioGenerator:
-    return GENERATORS[generator](ratio=VARIANT_RATIO[variant])
+def build(variant: str = "x4") -> DDcGANGenerator:
+    return DDcGANGenerator(ratio=VARIANT_RATIO[variant])

@@ -31,22 +31,6 @@ def test_inference_normalises_each_image_by_its_own_statistics():
     assert torch.allclose(y[1:], norm(x[1:]))  # each image alone: the batch does not matter
 
 
-def test_lite_generator_is_the_papers_strided_u_net():
-    g = build("x4", generator="lite")
-    convs = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert [c.stride[0] for c in convs[:5]] == [1, 2, 1, 2, 1]
-    assert sum(p.numel() for p in g.parameters()) < 400_000
-
-
-def test_the_registry_builds_the_generator_the_record_names(tmp_path, monkeypatch):
-    import json
-
-    monkeypatch.setenv("STREAMFUSE_ENGINES", str(tmp_path))
-    torch.save(DDcGANGenerator().state_dict(), tmp_path / "ddcgan.pt")
-    (tmp_path / "ddcgan.json").write_text(json.dumps({"config": {"generator": "authors"}}))
-    assert type(get_model("ddcgan").build("x1")) is DDcGANGenerator
-
-
 def test_ir_is_nearest_upsampled_four_times():
     g = DDcGANGenerator(ratio=4)
     ir = torch.rand(1, 1, 3, 5)
